@@ -1,0 +1,858 @@
+/* The agent's core: feature slots, the message model, alerts, the
+ * scheduler and the event loop. It knows features only through the
+ * registry tables. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/core.h"
+
+static const char *const priority_names[] = { "High", "Medium", "Low" };
+static const char *const category_names[] = { "Periodic", "Aggregated", "Triggered" };
+static const char *const level_names[] = { "debug", "info", "warning", "error" };
+
+/* ---- time ---- */
+
+time_t agent_now(const struct agent_ctx *ctx)
+{
+	return ctx && ctx->virtual_clock ? ctx->virtual_now : time(NULL);
+}
+
+long long agent_monotonic_ms(const struct agent_ctx *ctx)
+{
+	if (ctx && ctx->virtual_clock)
+		return ctx->virtual_ms;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void agent_format_utc(time_t t, char out[21])
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	if (strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		strcpy(out, "1970-01-01T00:00:00Z");
+}
+
+static void uuid4(char out[37])
+{
+	unsigned char b[16];
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+		/* getrandom only fails before the pool is seeded on very old
+		 * kernels; ids need uniqueness, not secrecy. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+		for (int i = 0; i < 16; i++) {
+			x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+			b[i] = (unsigned char)(x >> 56);
+		}
+	}
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+		 b[14], b[15]);
+}
+
+/* ---- logging and counters ---- */
+
+void agent_log(const struct agent_ctx *ctx, const char *level, const char *fmt, ...)
+{
+	int lv = 1;
+	for (int i = 0; i < 4; i++)
+		if (strcmp(level, level_names[i]) == 0)
+			lv = i;
+	if (ctx && lv < ctx->log_level)
+		return;
+	const char *who = "core";
+	if (ctx && ctx->current)
+		who = ctx->current->c->name;
+	else if (ctx && ctx->current_detector)
+		who = ctx->current_detector->name;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* One line per message: a hostile string must not forge log lines. */
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	fprintf(stderr, "defender-iot-agent: %s: %s: %s\n", level, who, msg);
+}
+
+void agent_count(struct agent_ctx *ctx, const char *what, const char *reason, long n)
+{
+	cJSON *w = cJSON_GetObjectItemCaseSensitive(ctx->counters, what);
+	if (!w)
+		w = cJSON_AddObjectToObject(ctx->counters, what);
+	cJSON *r = cJSON_GetObjectItemCaseSensitive(w, reason);
+	if (r)
+		cJSON_SetNumberValue(r, r->valuedouble + (double)n);
+	else
+		cJSON_AddNumberToObject(w, reason, (double)n);
+}
+
+const cJSON *agent_counters(const struct agent_ctx *ctx)
+{
+	return ctx->counters;
+}
+
+const struct agent_config *agent_config(const struct agent_ctx *ctx)
+{
+	return ctx->config;
+}
+
+const char *agent_state_dir(const struct agent_ctx *ctx)
+{
+	return ctx->state_dir;
+}
+
+/* ---- privacy ---- */
+
+const char *agent_remote_address(const struct agent_ctx *ctx, const char *addr, char *out, size_t size)
+{
+	if (!config_bool(ctx->config, "Agent_MaskRemoteAddresses")) {
+		snprintf(out, size, "%s", addr);
+		return out;
+	}
+	/* A keyed hash: the same address maps to the same token within one run,
+	 * so repeated contacts stay visible, but the address is not sent. */
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < sizeof(ctx->mask_key); i++)
+		h = (h ^ ctx->mask_key[i]) * 1099511628211ULL;
+	for (const char *p = addr; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	snprintf(out, size, "masked-%012llx", (unsigned long long)(h & 0xffffffffffffULL));
+	return out;
+}
+
+/* ---- reporting ---- */
+
+static void dispatch(struct agent_ctx *ctx, const char *event, const cJSON *entry)
+{
+	const struct detector *saved = ctx->current_detector;
+	struct collector_slot *saved_c = ctx->current;
+	ctx->current = NULL;
+	for (size_t i = 0; i < ctx->ndetectors; i++) {
+		struct detector_slot *d = &ctx->detectors[i];
+		if (!d->d->on_entry)
+			continue;
+		ctx->current_detector = d->d;
+		d->d->on_entry(ctx, d->state, event, entry);
+	}
+	ctx->current_detector = saved;
+	ctx->current = saved_c;
+}
+
+void agent_report(struct agent_ctx *ctx, cJSON *entry, const char *key)
+{
+	struct collector_slot *s = ctx->current;
+	if (!s || !entry) {
+		cJSON_Delete(entry);
+		return;
+	}
+	dispatch(ctx, s->c->event_name, entry);
+	if (s->c->category != CATEGORY_AGGREGATED)
+		key = NULL;
+	size_t before = s->cache.dropped;
+	cache_add(&s->cache, entry, key);
+	if (s->cache.dropped != before) {
+		agent_count(ctx, s->c->event_name, "dropped: cache full", 1);
+		if (before == 0)
+			agent_warn(ctx, "cache of %zu entries is full; dropping the oldest (raise %s_CacheSize)",
+				   s->cache.limit, s->c->event_name);
+	}
+}
+
+void agent_observe(struct agent_ctx *ctx, const char *kind, const cJSON *entry)
+{
+	if (entry)
+		dispatch(ctx, kind, entry);
+}
+
+/* ---- alerts ---- */
+
+static cJSON *new_event(const char *type, const char *name, enum event_category cat, cJSON *payload,
+			time_t now)
+{
+	char id[37], ts[21];
+	uuid4(id);
+	agent_format_utc(now, ts);
+	cJSON *ev = cJSON_CreateObject();
+	cJSON_AddStringToObject(ev, "EventType", type);
+	cJSON_AddStringToObject(ev, "Category", category_names[cat]);
+	cJSON_AddStringToObject(ev, "Name", name);
+	cJSON_AddBoolToObject(ev, "IsEmpty", cJSON_GetArraySize(payload) == 0);
+	cJSON_AddStringToObject(ev, "PayloadSchemaVersion", "1.0");
+	cJSON_AddStringToObject(ev, "Id", id);
+	cJSON_AddStringToObject(ev, "TimestampUTC", ts);
+	cJSON_AddItemToObject(ev, "Payload", payload);
+	return ev;
+}
+
+static int incident_find(const struct agent_ctx *ctx, const char *k)
+{
+	int i = 0;
+	const cJSON *it;
+	cJSON_ArrayForEach(it, ctx->incidents) {
+		if (strcmp(it->valuestring, k) == 0)
+			return i;
+		i++;
+	}
+	return -1;
+}
+
+void agent_alert(struct agent_ctx *ctx, const struct alert *a)
+{
+	char key[512];
+	snprintf(key, sizeof(key), "%s\x1f%s", a->name, a->incident ? a->incident : "");
+	if (incident_find(ctx, key) >= 0) {
+		/* Once per incident: the alert stands until the detector ends it. */
+		cJSON_Delete(a->evidence);
+		return;
+	}
+	if (cJSON_GetArraySize(ctx->incidents) >= 1024)
+		cJSON_DeleteItemFromArray(ctx->incidents, 0);
+	cJSON_AddItemToArray(ctx->incidents, cJSON_CreateString(key));
+
+	char ts[21];
+	agent_format_utc(agent_now(ctx), ts);
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddStringToObject(p, "Severity", a->severity);
+	cJSON_AddStringToObject(p, "Description", a->description ? a->description : "");
+	cJSON_AddStringToObject(p, "Remediation", a->remediation ? a->remediation : "");
+	cJSON_AddStringToObject(p, "MitreTechnique", a->mitre ? a->mitre : "");
+	cJSON_AddStringToObject(p, "Incident", a->incident ? a->incident : "");
+	cJSON_AddStringToObject(p, "State", "Active");
+	cJSON_AddStringToObject(p, "StartTimeUTC", ts);
+	cJSON_AddStringToObject(p, "Detector", ctx->current_detector ? ctx->current_detector->name : "");
+	cJSON_AddItemToObject(p, "Evidence", a->evidence ? a->evidence : cJSON_CreateObject());
+	cJSON *payload = cJSON_CreateArray();
+	cJSON_AddItemToArray(payload, p);
+	cJSON_AddItemToArray(ctx->alerts, new_event("Alert", a->name, CATEGORY_TRIGGERED, payload, agent_now(ctx)));
+	agent_count(ctx, "alerts", a->name, 1);
+	agent_info(ctx, "alert %s (%s) %s", a->name, a->severity, a->incident ? a->incident : "");
+}
+
+void agent_alert_end(struct agent_ctx *ctx, const char *name, const char *incident, cJSON *evidence)
+{
+	char key[512];
+	snprintf(key, sizeof(key), "%s\x1f%s", name, incident ? incident : "");
+	int i = incident_find(ctx, key);
+	if (i < 0) {
+		cJSON_Delete(evidence);
+		return;
+	}
+	cJSON_DeleteItemFromArray(ctx->incidents, i);
+	char ts[21];
+	agent_format_utc(agent_now(ctx), ts);
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddStringToObject(p, "Incident", incident ? incident : "");
+	cJSON_AddStringToObject(p, "State", "Ended");
+	cJSON_AddStringToObject(p, "EndTimeUTC", ts);
+	cJSON_AddStringToObject(p, "Detector", ctx->current_detector ? ctx->current_detector->name : "");
+	cJSON_AddItemToObject(p, "Evidence", evidence ? evidence : cJSON_CreateObject());
+	cJSON *payload = cJSON_CreateArray();
+	cJSON_AddItemToArray(payload, p);
+	cJSON_AddItemToArray(ctx->alerts, new_event("Alert", name, CATEGORY_TRIGGERED, payload, agent_now(ctx)));
+}
+
+/* ---- messages ---- */
+
+static void emit_message(struct agent_ctx *ctx, cJSON *events)
+{
+	char id[37];
+	uuid4(id);
+	cJSON *msg = cJSON_CreateObject();
+	cJSON_AddStringToObject(msg, "AgentVersion", AGENT_VERSION);
+	cJSON_AddStringToObject(msg, "AgentId", ctx->agent_id);
+	cJSON_AddStringToObject(msg, "MessageSchemaVersion", AGENT_SCHEMA_VERSION);
+	cJSON_AddStringToObject(msg, "MessageId", id);
+	cJSON_AddItemToObject(msg, "Events", events);
+	char *json = cJSON_PrintUnformatted(msg);
+	cJSON_Delete(msg);
+	if (!json)
+		return;
+	if (ctx->transport) {
+		if (ctx->transport->publish(ctx, ctx->transport_state, json, id) != 0) {
+			agent_count(ctx, "messages", "dropped: transport refused", 1);
+			agent_warn(ctx, "the %s transport refused a message; it is dropped", ctx->transport->name);
+		}
+	} else if (ctx->stdout_sink) {
+		fputs(json, ctx->stdout_sink);
+		fputc('\n', ctx->stdout_sink);
+		fflush(ctx->stdout_sink);
+	}
+	agent_count(ctx, "messages", "built", 1);
+	free(json);
+}
+
+/* Append events to messages of at most Agent_MaxMessageBytes, splitting a
+ * payload that is too large on its own. */
+static void emit_events(struct agent_ctx *ctx, cJSON *events)
+{
+	long max = config_int(ctx->config, "Agent_MaxMessageBytes");
+	cJSON *batch = cJSON_CreateArray();
+	long used = 256;
+	cJSON *ev;
+	while ((ev = cJSON_DetachItemFromArray(events, 0)) != NULL) {
+		char *s = cJSON_PrintUnformatted(ev);
+		long len = s ? (long)strlen(s) : 0;
+		free(s);
+		if (len + 256 > max) {
+			cJSON *payload = cJSON_GetObjectItemCaseSensitive(ev, "Payload");
+			int n = cJSON_GetArraySize(payload);
+			if (n > 1) {
+				/* Halve the payload into two events with the same header. */
+				cJSON *second = cJSON_Duplicate(ev, 0);
+				cJSON *p2 = cJSON_CreateArray();
+				for (int i = n / 2; i < n; i++)
+					cJSON_AddItemToArray(p2, cJSON_DetachItemFromArray(payload, n / 2));
+				cJSON *it;
+				cJSON_ArrayForEach(it, ev) {
+					if (strcmp(it->string, "Payload") != 0)
+						cJSON_AddItemToObject(second, it->string, cJSON_Duplicate(it, 1));
+				}
+				char nid[37];
+				uuid4(nid);
+				cJSON_ReplaceItemInObjectCaseSensitive(second, "Id", cJSON_CreateString(nid));
+				cJSON_AddItemToObject(second, "Payload", p2);
+				cJSON_InsertItemInArray(events, 0, second);
+				cJSON_InsertItemInArray(events, 0, ev);
+				continue;
+			}
+			agent_count(ctx, "messages", "dropped: entry too large", 1);
+			agent_warn(ctx, "dropping one %s entry of %ld bytes: larger than Agent_MaxMessageBytes",
+				   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "Name")), len);
+			cJSON_Delete(ev);
+			continue;
+		}
+		if (used + len > max && cJSON_GetArraySize(batch) > 0) {
+			emit_message(ctx, batch);
+			batch = cJSON_CreateArray();
+			used = 256;
+		}
+		cJSON_AddItemToArray(batch, ev);
+		used += len + 1;
+	}
+	cJSON_Delete(events);
+	if (cJSON_GetArraySize(batch) > 0)
+		emit_message(ctx, batch);
+	else
+		cJSON_Delete(batch);
+}
+
+static bool slot_enabled(const struct agent_ctx *ctx, const struct collector_slot *s)
+{
+	char key[128];
+	snprintf(key, sizeof(key), "%s_Disabled", s->c->event_name);
+	return !config_bool(ctx->config, key);
+}
+
+static enum agent_priority slot_priority(const struct agent_ctx *ctx, const struct collector_slot *s)
+{
+	char key[128];
+	snprintf(key, sizeof(key), "%s_MessageFrequency", s->c->event_name);
+	const char *v = config_string(ctx->config, key);
+	for (int p = 0; p < PRIORITY_COUNT; p++)
+		if (strcmp(v, priority_names[p]) == 0)
+			return (enum agent_priority)p;
+	return s->c->priority;
+}
+
+static long long slot_sample_ms(const struct agent_ctx *ctx, const struct collector_slot *s)
+{
+	if (s->c->sample_ms_key)
+		return config_int(ctx->config, s->c->sample_ms_key);
+	return s->c->sample_ms;
+}
+
+long long core_interval_ms(const struct agent_ctx *ctx, enum agent_priority p)
+{
+	const char *s = config_string(ctx->config, "CollectorsCore_PriorityIntervals");
+	double v[3] = { 30, 120, 1440 };
+	for (int i = 0; i < 3 && *s; i++) {
+		char *end;
+		v[i] = strtod(s, &end);
+		s = *end == ',' ? end + 1 : end;
+	}
+	long long ms = (long long)(v[p] * 60000.0);
+	return ms < 1000 ? 1000 : ms;
+}
+
+void core_flush(struct agent_ctx *ctx, enum agent_priority prio)
+{
+	cJSON *events = cJSON_CreateArray();
+	for (size_t i = 0; i < ctx->ncollectors; i++) {
+		struct collector_slot *s = &ctx->collectors[i];
+		if (!s->initialised || !slot_enabled(ctx, s))
+			continue;
+		if (prio != PRIORITY_COUNT && slot_priority(ctx, s) != prio)
+			continue;
+		/* A change-watching collector with nothing new sends nothing; a
+		 * snapshot collector always reports, empty or not. */
+		if (s->c->category == CATEGORY_AGGREGATED && s->cache.len == 0)
+			continue;
+		if (s->cache.dropped)
+			agent_count(ctx, s->c->event_name, "dropped: cache full", 0);
+		cJSON *payload = cache_take(&s->cache);
+		cJSON_AddItemToArray(events, new_event("Security", s->c->event_name, s->c->category, payload,
+						       agent_now(ctx)));
+	}
+	if (cJSON_GetArraySize(events) > 0)
+		emit_events(ctx, events);
+	else
+		cJSON_Delete(events);
+}
+
+void core_flush_alerts(struct agent_ctx *ctx)
+{
+	if (cJSON_GetArraySize(ctx->alerts) == 0)
+		return;
+	cJSON *events = ctx->alerts;
+	ctx->alerts = cJSON_CreateArray();
+	emit_events(ctx, events);
+}
+
+static void ensure_init(struct agent_ctx *ctx, struct collector_slot *s)
+{
+	if (s->initialised)
+		return;
+	ctx->current = s;
+	s->state = s->c->init ? s->c->init(ctx) : NULL;
+	ctx->current = NULL;
+	s->initialised = true;
+}
+
+static void run_collect(struct agent_ctx *ctx, struct collector_slot *s)
+{
+	ensure_init(ctx, s);
+	if (s->c->category == CATEGORY_PERIODIC)
+		cache_clear(&s->cache);
+	ctx->current = s;
+	if (s->c->collect(ctx, s->state) != 0)
+		agent_count(ctx, s->c->event_name, "collection errors", 1);
+	ctx->current = NULL;
+}
+
+void core_detectors_tick(struct agent_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->ndetectors; i++) {
+		struct detector_slot *d = &ctx->detectors[i];
+		if (!d->d->tick)
+			continue;
+		ctx->current_detector = d->d;
+		d->d->tick(ctx, d->state);
+	}
+	ctx->current_detector = NULL;
+}
+
+void core_collect_all(struct agent_ctx *ctx, bool force_all)
+{
+	long long now = agent_monotonic_ms(ctx);
+	bool due[PRIORITY_COUNT];
+	for (int p = 0; p < PRIORITY_COUNT; p++) {
+		due[p] = force_all || now >= ctx->next_due_ms[p];
+		if (due[p])
+			ctx->next_due_ms[p] = now + core_interval_ms(ctx, (enum agent_priority)p);
+	}
+	for (size_t i = 0; i < ctx->ncollectors; i++) {
+		struct collector_slot *s = &ctx->collectors[i];
+		if (!slot_enabled(ctx, s))
+			continue;
+		long long sample = slot_sample_ms(ctx, s);
+		if (sample > 0) {
+			if (force_all || now >= s->next_sample_ms) {
+				run_collect(ctx, s);
+				s->next_sample_ms = now + sample;
+			}
+		} else if (due[slot_priority(ctx, s)]) {
+			run_collect(ctx, s);
+		}
+	}
+	core_detectors_tick(ctx);
+	core_flush_alerts(ctx);
+	for (int p = 0; p < PRIORITY_COUNT; p++)
+		if (due[p])
+			core_flush(ctx, (enum agent_priority)p);
+}
+
+void core_reconfigure(struct agent_ctx *ctx)
+{
+	ctx->log_level = 1;
+	const char *lv = config_string(ctx->config, "Agent_LogLevel");
+	for (int i = 0; i < 4; i++)
+		if (strcmp(lv, level_names[i]) == 0)
+			ctx->log_level = i;
+	for (size_t i = 0; i < ctx->ncollectors; i++) {
+		struct collector_slot *s = &ctx->collectors[i];
+		if (s->c->category == CATEGORY_AGGREGATED) {
+			char key[128];
+			snprintf(key, sizeof(key), "%s_CacheSize", s->c->event_name);
+			cache_set_limit(&s->cache, (size_t)config_int(ctx->config, key));
+		}
+		if (!slot_enabled(ctx, s))
+			cache_clear(&s->cache); /* a disabled collector's events stop now */
+		if (s->initialised && s->c->configure) {
+			ctx->current = s;
+			s->c->configure(ctx, s->state);
+			ctx->current = NULL;
+		}
+	}
+	for (size_t i = 0; i < ctx->ndetectors; i++) {
+		struct detector_slot *d = &ctx->detectors[i];
+		if (d->d->configure) {
+			ctx->current_detector = d->d;
+			d->d->configure(ctx, d->state);
+		}
+	}
+	ctx->current_detector = NULL;
+	if (ctx->transport && ctx->transport->configure)
+		ctx->transport->configure(ctx, ctx->transport_state);
+	/* A changed interval takes effect from now. */
+	long long now = agent_monotonic_ms(ctx);
+	for (int p = 0; p < PRIORITY_COUNT; p++) {
+		long long iv = core_interval_ms(ctx, (enum agent_priority)p);
+		if (ctx->next_due_ms[p] > now + iv)
+			ctx->next_due_ms[p] = now + iv;
+	}
+}
+
+cJSON *agent_apply_desired(struct agent_ctx *ctx, const cJSON *desired, bool replace)
+{
+	char err[512];
+	cJSON *invalid = cJSON_CreateArray();
+	struct agent_config *next = replace ? config_new() : config_clone(ctx->config);
+	if (replace && ctx->config_path) {
+		/* The whole desired state is applied over the local file, not over
+		 * earlier patches. */
+		struct agent_config *file = config_load_file(ctx->config_path, err, sizeof(err));
+		if (file) {
+			config_free(next);
+			next = file;
+		}
+	}
+	if (config_merge(next, desired, err, sizeof(err), invalid) != 0) {
+		agent_warn(ctx, "twin: %s; keeping the last good configuration", err);
+		config_free(next);
+		return invalid;
+	}
+	config_free(ctx->config);
+	ctx->config = next;
+	core_reconfigure(ctx);
+	return invalid;
+}
+
+cJSON *agent_config_snapshot(const struct agent_ctx *ctx)
+{
+	return config_to_json(ctx->config);
+}
+
+/* ---- lifecycle ---- */
+
+static void derive_agent_id(struct agent_ctx *ctx)
+{
+	const char *cfg = config_string(ctx->config, "Agent_Id");
+	if (*cfg) {
+		snprintf(ctx->agent_id, sizeof(ctx->agent_id), "%s", cfg);
+		return;
+	}
+	char *mid = agent_read_file(ctx, "/etc/machine-id", 64, NULL);
+	char hex[33] = "";
+	size_t n = 0;
+	for (const char *p = mid; p && *p && n < 32; p++)
+		if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))
+			hex[n++] = *p;
+	hex[n] = 0;
+	free(mid);
+	if (n == 32) {
+		snprintf(ctx->agent_id, sizeof(ctx->agent_id), "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8,
+			 hex + 12, hex + 16, hex + 20);
+		return;
+	}
+	uuid4(ctx->agent_id);
+}
+
+int core_init(struct agent_ctx *ctx, struct agent_config *cfg, const char *root)
+{
+	snprintf(ctx->root, sizeof(ctx->root), "%s", root ? root : "");
+	/* "/" as root means the real root; avoid "//proc". */
+	size_t rl = strlen(ctx->root);
+	while (rl > 0 && ctx->root[rl - 1] == '/')
+		ctx->root[--rl] = 0;
+	ctx->config = cfg;
+	ctx->counters = cJSON_CreateObject();
+	ctx->alerts = cJSON_CreateArray();
+	ctx->incidents = cJSON_CreateArray();
+	if (getrandom(ctx->mask_key, sizeof(ctx->mask_key), 0) != (ssize_t)sizeof(ctx->mask_key))
+		memset(ctx->mask_key, 0x5a, sizeof(ctx->mask_key));
+	snprintf(ctx->state_dir, sizeof(ctx->state_dir), "%s", config_string(cfg, "Agent_StateDirectory"));
+	derive_agent_id(ctx);
+
+	size_t n = 0;
+	while (agent_collectors[n])
+		n++;
+	ctx->collectors = calloc(n ? n : 1, sizeof(*ctx->collectors));
+	ctx->ncollectors = n;
+	for (size_t i = 0; i < n; i++) {
+		ctx->collectors[i].c = agent_collectors[i];
+		cache_init(&ctx->collectors[i].cache, 256);
+	}
+	n = 0;
+	while (agent_detectors[n])
+		n++;
+	ctx->detectors = calloc(n ? n : 1, sizeof(*ctx->detectors));
+	ctx->ndetectors = n;
+	for (size_t i = 0; i < n; i++) {
+		ctx->detectors[i].d = agent_detectors[i];
+		ctx->current_detector = agent_detectors[i];
+		ctx->detectors[i].state = agent_detectors[i]->init ? agent_detectors[i]->init(ctx) : NULL;
+	}
+	ctx->current_detector = NULL;
+	core_reconfigure(ctx);
+	return 0;
+}
+
+void core_fini(struct agent_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->ncollectors; i++) {
+		struct collector_slot *s = &ctx->collectors[i];
+		if (s->initialised && s->c->fini)
+			s->c->fini(s->state);
+		cache_free(&s->cache);
+	}
+	for (size_t i = 0; i < ctx->ndetectors; i++)
+		if (ctx->detectors[i].d->fini)
+			ctx->detectors[i].d->fini(ctx->detectors[i].state);
+	if (ctx->transport && ctx->transport->fini)
+		ctx->transport->fini(ctx->transport_state);
+	free(ctx->collectors);
+	free(ctx->detectors);
+	cJSON_Delete(ctx->alerts);
+	cJSON_Delete(ctx->counters);
+	cJSON_Delete(ctx->incidents);
+	config_free(ctx->config);
+	free(ctx->config_path);
+	memset(ctx, 0, sizeof(*ctx));
+}
+
+/* ---- the event loop ---- */
+
+static int choose_transport(struct agent_ctx *ctx)
+{
+	const char *want = config_string(ctx->config, "Agent_Transport");
+	for (const struct transport *const *t = agent_transports; *t; t++) {
+		if (!*want || strcmp(want, (*t)->name) == 0) {
+			ctx->transport = *t;
+			ctx->transport_state = (*t)->init ? (*t)->init(ctx) : NULL;
+			if ((*t)->init && !ctx->transport_state) {
+				agent_log(ctx, "error", "the %s transport could not start", (*t)->name);
+				return -1;
+			}
+			return 0;
+		}
+	}
+	if (*want) {
+		agent_log(ctx, "error", "Agent_Transport '%s' is not compiled into this build (see --list-features)",
+			  want);
+		return -1;
+	}
+	/* No transport compiled in: messages go to standard output. */
+	ctx->stdout_sink = stdout;
+	return 0;
+}
+
+static void reload_config(struct agent_ctx *ctx)
+{
+	char err[512];
+	if (!ctx->config_path) {
+		agent_info(ctx, "SIGHUP: no --config file to reload");
+		return;
+	}
+	struct agent_config *next = config_load_file(ctx->config_path, err, sizeof(err));
+	if (!next) {
+		agent_warn(ctx, "reload: %s; keeping the last good configuration", err);
+		agent_count(ctx, "config", "rejected reloads", 1);
+		return;
+	}
+	config_free(ctx->config);
+	ctx->config = next;
+	core_reconfigure(ctx);
+	agent_info(ctx, "configuration reloaded from %s", ctx->config_path);
+}
+
+int core_run(struct agent_ctx *ctx)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		agent_log(ctx, "error", "signalfd: %s", strerror(errno));
+		return 1;
+	}
+	if (choose_transport(ctx) != 0) {
+		close(sfd);
+		return 1;
+	}
+	agent_info(ctx, "started: agent %s, transport %s, root '%s'", ctx->agent_id,
+		   ctx->transport ? ctx->transport->name : "stdout", ctx->root);
+
+	/* Collect everything once at start so the hub sees the device at once. */
+	core_collect_all(ctx, true);
+
+	enum { MAXFD = 32 };
+	struct pollfd fds[MAXFD];
+	struct collector_slot *owner[MAXFD];
+	int rc = 0;
+	for (;;) {
+		int n = 0;
+		fds[n].fd = sfd;
+		fds[n].events = POLLIN;
+		owner[n++] = NULL;
+		for (size_t i = 0; i < ctx->ncollectors && n < MAXFD - 8; i++) {
+			struct collector_slot *s = &ctx->collectors[i];
+			if (!s->initialised || !s->c->pollfd || !slot_enabled(ctx, s))
+				continue;
+			int fd = s->c->pollfd(s->state);
+			if (fd < 0)
+				continue;
+			fds[n].fd = fd;
+			fds[n].events = POLLIN;
+			owner[n++] = s;
+		}
+		int tfirst = n;
+		if (ctx->transport && ctx->transport->pollfds)
+			n += ctx->transport->pollfds(ctx->transport_state, fds + n, MAXFD - n);
+
+		long long now = agent_monotonic_ms(ctx);
+		long long next = now + 3600 * 1000;
+		for (int p = 0; p < PRIORITY_COUNT; p++)
+			if (ctx->next_due_ms[p] < next)
+				next = ctx->next_due_ms[p];
+		for (size_t i = 0; i < ctx->ncollectors; i++) {
+			struct collector_slot *s = &ctx->collectors[i];
+			if (slot_enabled(ctx, s) && slot_sample_ms(ctx, s) > 0 && s->next_sample_ms < next)
+				next = s->next_sample_ms;
+		}
+		long long timeout = next - now;
+		if (timeout < 0)
+			timeout = 0;
+		if (ctx->transport && ctx->transport->timeout_ms) {
+			int t = ctx->transport->timeout_ms(ctx->transport_state);
+			if (t >= 0 && t < timeout)
+				timeout = t;
+		}
+		for (int i = 0; i < n; i++)
+			fds[i].revents = 0;
+		int r = poll(fds, (nfds_t)n, (int)timeout);
+		if (r < 0 && errno != EINTR) {
+			agent_log(ctx, "error", "poll: %s", strerror(errno));
+			rc = 1;
+			break;
+		}
+		if (fds[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			bool stop = false;
+			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				if (si.ssi_signo == SIGHUP)
+					reload_config(ctx);
+				else
+					stop = true;
+			}
+			if (stop)
+				break;
+		}
+		for (int i = 1; i < tfirst; i++) {
+			if (fds[i].revents && owner[i]->c->on_readable) {
+				ctx->current = owner[i];
+				owner[i]->c->on_readable(ctx, owner[i]->state);
+				ctx->current = NULL;
+			}
+		}
+		if (ctx->transport && ctx->transport->on_poll)
+			ctx->transport->on_poll(ctx, ctx->transport_state, fds + tfirst, n - tfirst);
+		core_collect_all(ctx, false);
+	}
+	agent_info(ctx, "stopping: sending what is queued");
+	/* On SIGTERM what was collected goes out (or to the spool). */
+	core_flush_alerts(ctx);
+	core_flush(ctx, PRIORITY_COUNT);
+	if (ctx->transport && ctx->transport->flush)
+		ctx->transport->flush(ctx, ctx->transport_state, 5000);
+	close(sfd);
+	return rc;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int core_run_replay(struct agent_ctx *ctx, const char *dir, int step_seconds)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "defender-iot-agent: --replay %s: %s\n", dir, strerror(errno));
+		return 2;
+	}
+	char **steps = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p[4096];
+		struct stat st;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			steps = realloc(steps, cap * sizeof(char *));
+		}
+		steps[n++] = strdup(de->d_name);
+	}
+	closedir(d);
+	if (n == 0) {
+		fprintf(stderr, "defender-iot-agent: --replay %s: expected step directories (000, 001, ...)\n", dir);
+		free(steps);
+		return 2;
+	}
+	qsort(steps, n, sizeof(char *), cmp_names);
+	ctx->stdout_sink = stdout;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(ctx->root, sizeof(ctx->root), "%s/%s", dir, steps[i]);
+		for (size_t c = 0; c < ctx->ncollectors; c++) {
+			struct collector_slot *s = &ctx->collectors[c];
+			if (slot_enabled(ctx, s))
+				run_collect(ctx, s);
+		}
+		core_detectors_tick(ctx);
+		core_flush_alerts(ctx);
+		ctx->virtual_now += step_seconds;
+		ctx->virtual_ms += (long long)step_seconds * 1000;
+		free(steps[i]);
+	}
+	free(steps);
+	core_flush(ctx, PRIORITY_COUNT);
+	return 0;
+}

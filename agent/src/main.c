@@ -1,0 +1,143 @@
+/* defender-iot-agent: command line. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+
+#define DEFAULT_CONFIG "/etc/defender-iot/config.json"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: defender-iot-agent [options]\n"
+		"  --config FILE        runtime configuration (JSON; default " DEFAULT_CONFIG " if present)\n"
+		"  --root DIR           read /proc, /sys, /etc and /var under DIR (recorded snapshots)\n"
+		"  --once               run every enabled collector once, print the message, exit\n"
+		"  --replay DIR         replay the snapshot trees DIR/000, DIR/001, ... one cycle each\n"
+		"  --step SECONDS       virtual time between replay steps (default 30)\n"
+		"  --list-features      print the compiled-in collectors, detectors and transports\n"
+		"  --check-config       validate the configuration and exit\n"
+		"  --config-reference   print every configuration key as a Markdown table\n"
+		"  --version            print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "root", required_argument, NULL, 'r' },
+		{ "once", no_argument, NULL, 'o' },
+		{ "replay", required_argument, NULL, 'p' },
+		{ "step", required_argument, NULL, 's' },
+		{ "list-features", no_argument, NULL, 'l' },
+		{ "check-config", no_argument, NULL, 'k' },
+		{ "config-reference", no_argument, NULL, 'R' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = NULL, *root = "", *replay = NULL;
+	bool once = false, check = false;
+	int step = 30, c;
+	while ((c = getopt_long(argc, argv, "c:r:op:s:lkRVh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'r':
+			root = optarg;
+			break;
+		case 'o':
+			once = true;
+			break;
+		case 'p':
+			replay = optarg;
+			break;
+		case 's': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 86400) {
+				fprintf(stderr, "defender-iot-agent: --step: expected seconds from 1 to 86400, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			step = (int)v;
+			break;
+		}
+		case 'l':
+			for (const struct collector *const *x = agent_collectors; *x; x++)
+				printf("collector %s\n", (*x)->name);
+			for (const struct detector *const *x = agent_detectors; *x; x++)
+				printf("detector %s\n", (*x)->name);
+			for (const struct transport *const *x = agent_transports; *x; x++)
+				printf("transport %s\n", (*x)->name);
+			return 0;
+		case 'R':
+			config_print_reference(stdout);
+			return 0;
+		case 'k':
+			check = true;
+			break;
+		case 'V':
+			printf("defender-iot-agent %s\n", AGENT_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "defender-iot-agent: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	char err[1024];
+	struct agent_config *cfg;
+	if (!config_path && access(DEFAULT_CONFIG, F_OK) == 0)
+		config_path = DEFAULT_CONFIG;
+	if (config_path) {
+		cfg = config_load_file(config_path, err, sizeof(err));
+		if (!cfg) {
+			fprintf(stderr, "defender-iot-agent: %s\n", err);
+			return 2;
+		}
+	} else {
+		cfg = config_new();
+	}
+	if (check) {
+		printf("%s: OK\n", config_path ? config_path : "built-in defaults");
+		config_free(cfg);
+		return 0;
+	}
+
+	struct agent_ctx ctx;
+	memset(&ctx, 0, sizeof(ctx));
+	if (replay) {
+		ctx.virtual_clock = true;
+		ctx.virtual_now = 1767225600; /* 2026-01-01T00:00:00Z: replays are reproducible */
+		ctx.virtual_ms = 1000000;
+	}
+	if (core_init(&ctx, cfg, root) != 0)
+		return 1;
+	if (config_path)
+		ctx.config_path = strdup(config_path);
+	int rc;
+	if (replay) {
+		rc = core_run_replay(&ctx, replay, step);
+	} else if (once) {
+		ctx.stdout_sink = stdout;
+		core_collect_all(&ctx, true);
+		rc = 0;
+	} else {
+		rc = core_run(&ctx);
+	}
+	core_fini(&ctx);
+	return rc;
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: the agent's C unit tests (plain and under ASan/UBSan),
+# then the pytest suite (agent builds, toolkit, hub, layer checks, QEMU).
+# Extra arguments go to pytest (e.g. -k login, -m "not qemu").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+jobs=$(nproc)
+echo "== C unit tests"
+cmake -S agent -B build/ctest -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build/ctest --parallel "$jobs"
+ctest --test-dir build/ctest --output-on-failure
+
+echo "== C unit tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+cmake -S agent -B build/ctest-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DAGENT_SANITIZE=ON >/dev/null
+cmake --build build/ctest-asan --parallel "$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build/ctest-asan --output-on-failure
+
+echo "== pytest"
+exec .venv/bin/pytest -ra "$@"

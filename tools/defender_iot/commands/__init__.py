@@ -1,0 +1,1 @@
+"""One module per `defender-iot` subcommand (see defender_iot.cli)."""
