@@ -75,11 +75,6 @@ void agent_alert(struct agent_ctx *ctx, const struct alert *alert);
  * "State": "Ended". */
 void agent_alert_end(struct agent_ctx *ctx, const char *name, const char *incident, cJSON *evidence);
 
-/* ---- privacy ------------------------------------------------------------
- * The text to report for a remote address: itself, or masked when the
- * Agent_MaskRemoteAddresses setting is on. Writes into out. */
-const char *agent_remote_address(const struct agent_ctx *ctx, const char *addr, char *out, size_t size);
-
 /* ---- configuration changes from a transport (module twin) ------------
  * Validate `desired` (a flat object of keys; "$version" and unknown
  * "$"-prefixed keys are ignored) merged over the current config and apply it

@@ -123,12 +123,8 @@ const char *agent_state_dir(const struct agent_ctx *ctx)
 
 /* ---- privacy ---- */
 
-const char *agent_remote_address(const struct agent_ctx *ctx, const char *addr, char *out, size_t size)
+static void mask_address(const struct agent_ctx *ctx, const char *addr, char *out, size_t size)
 {
-	if (!config_bool(ctx->config, "Agent_MaskRemoteAddresses")) {
-		snprintf(out, size, "%s", addr);
-		return out;
-	}
 	/* A keyed hash: the same address maps to the same token within one run,
 	 * so repeated contacts stay visible, but the address is not sent. */
 	uint64_t h = 1469598103934665603ULL;
@@ -137,7 +133,32 @@ const char *agent_remote_address(const struct agent_ctx *ctx, const char *addr, 
 	for (const char *p = addr; *p; p++)
 		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
 	snprintf(out, size, "masked-%012llx", (unsigned long long)(h & 0xffffffffffffULL));
-	return out;
+}
+
+/* Replace every RemoteAddress value (and RemoteAddresses item) under v. */
+static void mask_tree(const struct agent_ctx *ctx, cJSON *v)
+{
+	cJSON *it;
+	cJSON_ArrayForEach(it, v) {
+		bool one = it->string && strcmp(it->string, "RemoteAddress") == 0;
+		bool many = it->string && strcmp(it->string, "RemoteAddresses") == 0;
+		if (one && cJSON_IsString(it) && *it->valuestring) {
+			char out[32];
+			mask_address(ctx, it->valuestring, out, sizeof(out));
+			cJSON_SetValuestring(it, out);
+		} else if (many && cJSON_IsArray(it)) {
+			cJSON *a;
+			cJSON_ArrayForEach(a, it) {
+				if (cJSON_IsString(a)) {
+					char out[32];
+					mask_address(ctx, a->valuestring, out, sizeof(out));
+					cJSON_SetValuestring(a, out);
+				}
+			}
+		} else if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
+			mask_tree(ctx, it);
+		}
+	}
 }
 
 /* ---- reporting ---- */
@@ -282,6 +303,8 @@ static void emit_message(struct agent_ctx *ctx, cJSON *events)
 	cJSON_AddStringToObject(msg, "AgentId", ctx->agent_id);
 	cJSON_AddStringToObject(msg, "MessageSchemaVersion", AGENT_SCHEMA_VERSION);
 	cJSON_AddStringToObject(msg, "MessageId", id);
+	if (config_bool(ctx->config, "Agent_MaskRemoteAddresses"))
+		mask_tree(ctx, events);
 	cJSON_AddItemToObject(msg, "Events", events);
 	char *json = cJSON_PrintUnformatted(msg);
 	cJSON_Delete(msg);
