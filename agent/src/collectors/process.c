@@ -1,0 +1,571 @@
+//feature: collector process ON
+//summary: Process start and exit (netlink proc connector, else /proc polling): pid, user, executable, command line
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
+#include <linux/netlink.h>
+
+#include "core/agent.h"
+#include "lib/proc_pid.h"
+#include "lib/text.h"
+
+#define CMDLINE_MAX 4096
+#define FD_TARGETS_MAX 32
+
+static const struct config_key keys[] = {
+	{ "Process_PollingInterval", CFG_INT, "5000", 100, 3600000, NULL,
+	  "milliseconds between two scans of /proc (process list and per-process samples)", NULL },
+	{ "Process_Mode", CFG_ENUM, "Auto", 0, 0, "Auto|Netlink|Polling",
+	  "Auto: starts and exits from the netlink proc connector when the kernel and privileges allow, "
+	  "else /proc polling; Netlink: the same, but warn when the connector is unavailable; Polling: /proc only",
+	  NULL },
+	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
+};
+
+struct proc_entry {
+	int pid, ppid;
+	long long uid; /* -1: unknown */
+	unsigned long long starttime;
+	char *exe;     /* cleaned text; owned */
+	char *cmdline; /* cleaned text; owned */
+};
+
+struct state {
+	struct proc_entry *known; /* ascending pid */
+	size_t nknown;
+	bool primed;              /* the first pass (Running) is done */
+	int nl;                   /* proc connector socket, or -1 */
+	uint32_t nl_seq;
+	bool nl_acked;            /* the kernel answered the subscription */
+	uint32_t nl_ack_err;
+	long clk_tck;
+	char *passwd;             /* /etc/passwd, re-read each pass */
+};
+
+/* ---- reading one process ---- */
+
+static void entry_free(struct proc_entry *e)
+{
+	free(e->exe);
+	free(e->cmdline);
+	e->exe = e->cmdline = NULL;
+}
+
+static bool exe_deleted(const char *exe)
+{
+	size_t n = strlen(exe);
+	return n >= 10 && strcmp(exe + n - 10, " (deleted)") == 0;
+}
+
+/* Reads stat into *ps. Returns 0, 1 for a kernel thread (not reported), or
+ * -1 if the process vanished or its stat is unreadable. */
+static int read_stat(int dfd, struct proc_stat *ps)
+{
+	char buf[1024];
+	if (proc_read_at(dfd, "stat", buf, sizeof(buf)) <= 0 || proc_parse_stat(buf, ps) != 0)
+		return -1;
+	return ps->flags & PROC_PF_KTHREAD ? 1 : 0;
+}
+
+/* uid, exe and command line. */
+static void read_details(int dfd, const struct proc_stat *ps, struct proc_entry *e)
+{
+	char buf[CMDLINE_MAX + 1];
+	unsigned uid;
+	/* The Uid: line is within the first few hundred bytes of status. */
+	e->uid = proc_read_at(dfd, "status", buf, 1024) > 0 && proc_parse_status_uid(buf, &uid) == 0 ? (long long)uid : -1;
+	ssize_t n = proc_readlink_at(dfd, "exe", buf, sizeof(buf));
+	e->exe = text_clean(buf, n > 0 ? (size_t)n : 0, CMDLINE_MAX);
+	n = proc_read_at(dfd, "cmdline", buf, sizeof(buf));
+	e->cmdline = text_clean(buf, n > 0 ? (size_t)n : 0, CMDLINE_MAX);
+	if (!*e->cmdline) {
+		/* A zombie or a process that cleared its arguments: show the
+		 * name as ps does. */
+		char name[80];
+		int len = snprintf(name, sizeof(name), "[%s]", ps->comm);
+		free(e->cmdline);
+		e->cmdline = text_clean(name, (size_t)len, CMDLINE_MAX);
+	}
+}
+
+/* ---- users ---- */
+
+static void user_name(const char *passwd, long long uid, char *out, size_t size)
+{
+	*out = 0;
+	for (const char *line = passwd; line && *line && uid >= 0;) {
+		const char *nl = strchr(line, '\n');
+		const char *end = nl ? nl : line + strlen(line);
+		const char *c1 = memchr(line, ':', (size_t)(end - line));
+		const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(end - c1 - 1)) : NULL;
+		if (c2) {
+			char *uend;
+			errno = 0;
+			unsigned long long v = strtoull(c2 + 1, &uend, 10);
+			if (uend != c2 + 1 && *uend == ':' && !errno && v == (unsigned long long)uid) {
+				size_t len = (size_t)(c1 - line);
+				char *name = text_clean(line, len, size - 1);
+				snprintf(out, size, "%s", name);
+				free(name);
+				return;
+			}
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+}
+
+static void load_passwd(struct agent_ctx *ctx, struct state *st)
+{
+	free(st->passwd);
+	st->passwd = agent_read_file(ctx, "/etc/passwd", 1 << 20, NULL);
+}
+
+/* ---- reporting ---- */
+
+static void report(struct agent_ctx *ctx, struct state *st, const char *type, const struct proc_entry *e)
+{
+	char ts[21], user[64];
+	agent_format_utc(agent_now(ctx), ts);
+	user_name(st->passwd, e->uid, user, sizeof(user));
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "EventType", type);
+	cJSON_AddNumberToObject(o, "ProcessId", e->pid);
+	cJSON_AddNumberToObject(o, "ParentProcessId", e->ppid);
+	cJSON_AddNumberToObject(o, "Uid", (double)e->uid);
+	cJSON_AddStringToObject(o, "UserName", user);
+	cJSON_AddStringToObject(o, "Executable", e->exe ? e->exe : "");
+	cJSON_AddStringToObject(o, "CommandLine", e->cmdline ? e->cmdline : "");
+	cJSON_AddStringToObject(o, "TimestampUTC", ts);
+	size_t klen = strlen(type) + strlen(e->cmdline ? e->cmdline : "") + 32;
+	char *key = malloc(klen);
+	if (key)
+		snprintf(key, klen, "%s\x1f%s\x1f%lld", type, e->cmdline ? e->cmdline : "", e->uid);
+	agent_report(ctx, o, key);
+	free(key);
+}
+
+/* ---- samples for detectors ---- */
+
+struct fd_scan {
+	cJSON *std_sockets; /* [[fd, inode], ...] for fds 0-2 */
+	cJSON *all_sockets;
+	cJSON *targets;
+	int ntargets;
+};
+
+static bool is_device_of_interest(const char *t)
+{
+	/* Character devices live under /dev; shared memory and message queues
+	 * are files there, not devices. */
+	return strncmp(t, "/dev/", 5) == 0 && strncmp(t, "/dev/shm/", 9) != 0 &&
+	       strncmp(t, "/dev/mqueue/", 12) != 0;
+}
+
+static bool scan_fd(int fd, const char *target, void *arg)
+{
+	struct fd_scan *s = arg;
+	unsigned long ino = proc_socket_inode(target);
+	if (ino) {
+		cJSON_AddItemToArray(s->all_sockets, cJSON_CreateNumber((double)ino));
+		if (fd <= 2) {
+			cJSON *pair = cJSON_CreateArray();
+			cJSON_AddItemToArray(pair, cJSON_CreateNumber(fd));
+			cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)ino));
+			cJSON_AddItemToArray(s->std_sockets, pair);
+		}
+		return true;
+	}
+	if (s->ntargets >= FD_TARGETS_MAX || !is_device_of_interest(target))
+		return true;
+	char *clean = text_clean(target, strlen(target), 1024);
+	const cJSON *it;
+	bool seen = false;
+	cJSON_ArrayForEach(it, s->targets) {
+		if (strcmp(it->valuestring, clean) == 0) {
+			seen = true;
+			break;
+		}
+	}
+	if (!seen) {
+		cJSON_AddItemToArray(s->targets, cJSON_CreateString(clean));
+		s->ntargets++;
+	}
+	free(clean);
+	return true;
+}
+
+static void observe(struct agent_ctx *ctx, struct state *st, int dfd, const struct proc_stat *ps,
+		    const struct proc_entry *e)
+{
+	struct fd_scan s = { cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray(), 0 };
+	proc_pid_fds(dfd, scan_fd, &s);
+	char *name = text_clean(ps->comm, strlen(ps->comm), 64);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "ProcessId", e->pid);
+	cJSON_AddNumberToObject(o, "ParentProcessId", e->ppid);
+	cJSON_AddNumberToObject(o, "Uid", (double)e->uid);
+	cJSON_AddStringToObject(o, "Name", name);
+	cJSON_AddStringToObject(o, "Executable", e->exe);
+	cJSON_AddBoolToObject(o, "ExecutableDeleted", exe_deleted(e->exe));
+	cJSON_AddStringToObject(o, "CommandLine", e->cmdline);
+	cJSON_AddNumberToObject(o, "CpuTicks", (double)(ps->utime + ps->stime));
+	cJSON_AddNumberToObject(o, "ClockTicks", (double)st->clk_tck);
+	cJSON_AddNumberToObject(o, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	cJSON_AddItemToObject(o, "SocketInodes", s.std_sockets);
+	cJSON_AddItemToObject(o, "FdTargets", s.targets);
+	cJSON_AddItemToObject(o, "AllSocketInodes", s.all_sockets);
+	agent_observe(ctx, "ProcessSample", o);
+	cJSON_Delete(o);
+	free(name);
+}
+
+/* ---- the known-process table ---- */
+
+static struct proc_entry *find_known(struct state *st, int pid)
+{
+	size_t lo = 0, hi = st->nknown;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (st->known[mid].pid == pid)
+			return &st->known[mid];
+		if (st->known[mid].pid < pid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void free_table(struct proc_entry *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		entry_free(&v[i]);
+	free(v);
+}
+
+/* One pass over /proc: samples for detectors, and Start/Exit (Running on
+ * the first pass) from the difference with the previous pass. A pid is the
+ * same process only with the same start time: pids are reused. */
+static int collect(struct agent_ctx *ctx, void *state)
+{
+	struct state *st = state;
+	load_passwd(ctx, st);
+	int *pids;
+	size_t np = proc_pid_list(ctx, &pids);
+	struct proc_entry *cur = calloc(np ? np : 1, sizeof(*cur));
+	if (!cur) {
+		free(pids);
+		return -1;
+	}
+	size_t ncur = 0;
+	for (size_t i = 0; i < np; i++) {
+		int dfd = proc_pid_open(ctx, pids[i]);
+		if (dfd < 0)
+			continue; /* exited since the listing */
+		struct proc_stat ps;
+		if (read_stat(dfd, &ps) != 0) {
+			close(dfd);
+			continue;
+		}
+		struct proc_entry *e = &cur[ncur++];
+		e->pid = pids[i]; /* the directory name, not what the file claims */
+		e->ppid = ps.ppid;
+		e->starttime = ps.starttime;
+		read_details(dfd, &ps, e);
+		observe(ctx, st, dfd, &ps, e);
+		close(dfd);
+	}
+	free(pids);
+
+	size_t i = 0, j = 0;
+	while (i < st->nknown || j < ncur) {
+		struct proc_entry *k = i < st->nknown ? &st->known[i] : NULL;
+		struct proc_entry *c = j < ncur ? &cur[j] : NULL;
+		if (k && (!c || k->pid < c->pid)) {
+			report(ctx, st, "Exit", k);
+			i++;
+		} else if (c && (!k || c->pid < k->pid)) {
+			report(ctx, st, st->primed ? "Start" : "Running", c);
+			j++;
+		} else {
+			if (k->starttime != c->starttime) {
+				report(ctx, st, "Exit", k);
+				report(ctx, st, "Start", c);
+			}
+			i++;
+			j++;
+		}
+	}
+	free_table(st->known, st->nknown);
+	st->known = cur;
+	st->nknown = ncur;
+	st->primed = true;
+	return 0;
+}
+
+/* ---- the netlink proc connector ----
+ * Starts and exits as they happen, so short-lived processes are seen too.
+ * The /proc pass still runs every Process_PollingInterval: it samples
+ * every process for the detectors and catches what netlink missed (its
+ * socket drops events when its buffer overflows). */
+
+static int nl_send_op(int fd, uint32_t seq, enum proc_cn_mcast_op op)
+{
+	union {
+		struct nlmsghdr h;
+		char buf[NLMSG_SPACE(sizeof(struct cn_msg) + sizeof(enum proc_cn_mcast_op))];
+	} m;
+	memset(&m, 0, sizeof(m));
+	m.h.nlmsg_len = NLMSG_LENGTH(sizeof(struct cn_msg) + sizeof(op));
+	m.h.nlmsg_type = NLMSG_DONE;
+	m.h.nlmsg_pid = (uint32_t)getpid();
+	m.h.nlmsg_seq = seq;
+	struct cn_msg *cn = NLMSG_DATA(&m.h);
+	cn->id.idx = CN_IDX_PROC;
+	cn->id.val = CN_VAL_PROC;
+	cn->seq = seq;
+	cn->len = sizeof(op);
+	memcpy(cn->data, &op, sizeof(op));
+	return send(fd, &m, m.h.nlmsg_len, 0) == (ssize_t)m.h.nlmsg_len ? 0 : -1;
+}
+
+typedef void (*nl_event_fn)(struct agent_ctx *ctx, struct state *st, const struct proc_event *ev);
+
+/* Reads what is queued; calls fn for each proc event from the kernel.
+ * Returns -1 on a socket error other than "nothing more". */
+static int nl_drain(struct agent_ctx *ctx, struct state *st, int fd, nl_event_fn fn)
+{
+	for (;;) {
+		union {
+			struct nlmsghdr h;
+			char buf[8192];
+		} m;
+		struct sockaddr_nl from;
+		socklen_t flen = sizeof(from);
+		ssize_t n = recvfrom(fd, &m, sizeof(m), 0, (struct sockaddr *)&from, &flen);
+		if (n < 0) {
+			if (errno == EINTR || errno == ENOBUFS)
+				continue; /* ENOBUFS: events were lost; the next pass makes up for them */
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		}
+		if (from.nl_pid != 0)
+			continue; /* only the kernel speaks on this socket */
+		size_t len = (size_t)n;
+		for (struct nlmsghdr *h = &m.h; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+			if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_NOOP)
+				continue;
+			if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct cn_msg)))
+				continue;
+			const struct cn_msg *cn = NLMSG_DATA(h);
+			if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC ||
+			    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct cn_msg) + sizeof(struct proc_event)) ||
+			    cn->len < sizeof(struct proc_event))
+				continue;
+			struct proc_event ev;
+			memcpy(&ev, cn->data, sizeof(ev));
+			/* Our subscription's ack carries ack 1 (ours + 1); the kernel
+			 * does not echo our sequence number on every version. */
+			if (ev.what == PROC_EVENT_NONE && cn->ack != 1)
+				continue;
+			fn(ctx, st, &ev);
+		}
+	}
+}
+
+static void on_ack(struct agent_ctx *ctx, struct state *st, const struct proc_event *ev)
+{
+	(void)ctx;
+	if (ev->what == PROC_EVENT_NONE) {
+		st->nl_acked = true;
+		st->nl_ack_err = ev->event_data.ack.err;
+	}
+}
+
+static void nl_close(struct state *st)
+{
+	if (st->nl < 0)
+		return;
+	nl_send_op(st->nl, ++st->nl_seq, PROC_CN_MCAST_IGNORE);
+	close(st->nl);
+	st->nl = -1;
+}
+
+static void nl_open(struct agent_ctx *ctx, struct state *st)
+{
+	const char *mode = config_string(agent_config(ctx), "Process_Mode");
+	bool want = strcmp(mode, "Polling") != 0 && !*agent_root(ctx);
+	if (!want) {
+		nl_close(st);
+		return;
+	}
+	if (st->nl >= 0)
+		return;
+	const char *why = NULL;
+	int fd = socket(PF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
+	struct sockaddr_nl sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.nl_family = AF_NETLINK;
+	sa.nl_groups = CN_IDX_PROC;
+	st->nl_seq = (uint32_t)getpid() << 8;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    nl_send_op(fd, st->nl_seq, PROC_CN_MCAST_LISTEN) != 0) {
+		why = strerror(errno);
+	} else {
+		/* The kernel answers a subscription with an ack event, but only
+		 * once someone listens: no ack within a moment means refused
+		 * (no CAP_NET_ADMIN, not the initial pid namespace). */
+		st->nl_acked = false;
+		long long deadline = agent_monotonic_ms(NULL) + 200;
+		while (!st->nl_acked) {
+			long long left = deadline - agent_monotonic_ms(NULL);
+			struct pollfd p = { fd, POLLIN, 0 };
+			if (left <= 0 || poll(&p, 1, (int)left) <= 0 || nl_drain(ctx, st, fd, on_ack) != 0)
+				break;
+		}
+		if (!st->nl_acked)
+			why = "no answer from the kernel (CONFIG_PROC_EVENTS off, or not permitted)";
+		else if (st->nl_ack_err)
+			why = strerror((int)st->nl_ack_err);
+	}
+	if (why) {
+		if (fd >= 0)
+			close(fd);
+		if (strcmp(mode, "Netlink") == 0)
+			agent_warn(ctx, "Process_Mode Netlink: the proc connector is not available (%s); polling /proc",
+				   why);
+		else
+			agent_debug(ctx, "proc connector not available (%s); polling /proc", why);
+		return;
+	}
+	st->nl = fd;
+	agent_debug(ctx, "process starts and exits from the netlink proc connector");
+}
+
+static void on_proc_event(struct agent_ctx *ctx, struct state *st, const struct proc_event *ev)
+{
+	if (!st->primed)
+		return;
+	if (ev->what == PROC_EVENT_EXEC) {
+		int pid = ev->event_data.exec.process_tgid;
+		int dfd = proc_pid_open(ctx, pid);
+		if (dfd < 0)
+			return; /* gone already: the pass cannot know it either */
+		struct proc_stat ps;
+		struct proc_entry e = { 0 };
+		if (read_stat(dfd, &ps) != 0) {
+			close(dfd);
+			return;
+		}
+		e.pid = pid;
+		e.ppid = ps.ppid;
+		e.starttime = ps.starttime;
+		read_details(dfd, &ps, &e);
+		close(dfd);
+		struct proc_entry *k = find_known(st, pid);
+		if (k) {
+			/* The same pid with another start time: the old one exited
+			 * unseen. The same start time: it exec'd another program. */
+			if (k->starttime != e.starttime)
+				report(ctx, st, "Exit", k);
+			entry_free(k);
+			*k = e;
+		} else {
+			struct proc_entry *nv = realloc(st->known, (st->nknown + 1) * sizeof(*nv));
+			if (!nv) {
+				entry_free(&e);
+				return;
+			}
+			st->known = nv;
+			size_t at = 0;
+			while (at < st->nknown && st->known[at].pid < pid)
+				at++;
+			memmove(&st->known[at + 1], &st->known[at], (st->nknown - at) * sizeof(*nv));
+			st->known[at] = e;
+			st->nknown++;
+			k = &st->known[at];
+		}
+		report(ctx, st, "Start", k);
+	} else if (ev->what == PROC_EVENT_EXIT &&
+		   ev->event_data.exit.process_pid == ev->event_data.exit.process_tgid) {
+		/* Forks without exec are left to the next pass (they share
+		 * their parent's command line until then). Thread exits are not
+		 * process exits. */
+		struct proc_entry *k = find_known(st, ev->event_data.exit.process_tgid);
+		if (!k)
+			return;
+		report(ctx, st, "Exit", k);
+		entry_free(k);
+		size_t at = (size_t)(k - st->known);
+		memmove(k, k + 1, (st->nknown - at - 1) * sizeof(*k));
+		st->nknown--;
+	}
+}
+
+static void on_readable(struct agent_ctx *ctx, void *state)
+{
+	struct state *st = state;
+	if (st->nl >= 0 && nl_drain(ctx, st, st->nl, on_proc_event) != 0) {
+		agent_warn(ctx, "proc connector: %s; polling /proc from now on", strerror(errno));
+		close(st->nl);
+		st->nl = -1;
+	}
+}
+
+static int pollfd(void *state)
+{
+	return ((struct state *)state)->nl;
+}
+
+/* ---- lifecycle ---- */
+
+static void *init(struct agent_ctx *ctx)
+{
+	struct state *st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->nl = -1;
+	st->clk_tck = sysconf(_SC_CLK_TCK);
+	if (st->clk_tck <= 0)
+		st->clk_tck = 100;
+	nl_open(ctx, st);
+	return st;
+}
+
+static void configure(struct agent_ctx *ctx, void *state)
+{
+	nl_open(ctx, state);
+}
+
+static void fini(void *state)
+{
+	struct state *st = state;
+	if (!st)
+		return;
+	nl_close(st);
+	free_table(st->known, st->nknown);
+	free(st->passwd);
+	free(st);
+}
+
+const struct collector collector_process = {
+	.name = "process",
+	.event_name = "Process",
+	.priority = PRIORITY_MEDIUM,
+	.category = CATEGORY_AGGREGATED,
+	.sample_ms = 5000,
+	.sample_ms_key = "Process_PollingInterval",
+	.keys = keys,
+	.init = init,
+	.collect = collect,
+	.pollfd = pollfd,
+	.on_readable = on_readable,
+	.configure = configure,
+	.fini = fini,
+};

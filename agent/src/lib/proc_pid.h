@@ -1,0 +1,51 @@
+/* Reading /proc/PID: the process list, stat, status, exe, cmdline and fd
+ * links. Everything is read relative to a directory descriptor of
+ * /proc/PID so that a path is resolved once per process. Processes vanish
+ * at any moment: every function fails quietly (-1) when they do. */
+#ifndef AGENT_LIB_PROC_PID_H
+#define AGENT_LIB_PROC_PID_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct agent_ctx;
+
+/* The numeric entries of /proc under the root, ascending. Returns the count
+ * (0 if /proc cannot be read) and a malloc'd array in *pids. */
+size_t proc_pid_list(struct agent_ctx *ctx, int **pids);
+/* An O_DIRECTORY descriptor of /proc/PID under the root, or -1. */
+int proc_pid_open(struct agent_ctx *ctx, int pid);
+
+/* Read at most size-1 bytes of the regular file `name` under dfd into buf,
+ * NUL-terminated. Returns the length, or -1. A FIFO or other non-regular
+ * file planted in a snapshot is refused rather than read. */
+ssize_t proc_read_at(int dfd, const char *name, char *buf, size_t size);
+/* readlinkat into buf, NUL-terminated (cut at size-1). Returns the length or -1. */
+ssize_t proc_readlink_at(int dfd, const char *name, char *buf, size_t size);
+
+/* The fields of /proc/PID/stat the agent uses. */
+struct proc_stat {
+	int pid;
+	char comm[64];           /* cut at 63 bytes; not cleaned */
+	char state;
+	int ppid;
+	unsigned long flags;
+	unsigned long long utime, stime, starttime;
+};
+#define PROC_PF_KTHREAD 0x00200000UL
+/* Parse a stat line. comm may hold spaces and ')': it ends at the LAST ')'.
+ * Returns 0, or -1 for a truncated or malformed line. */
+int proc_parse_stat(const char *buf, struct proc_stat *st);
+/* The real uid from the "Uid:" line of /proc/PID/status; -1 if absent. */
+int proc_parse_status_uid(const char *buf, unsigned *uid);
+
+/* Call cb for each entry of /proc/PID/fd with the fd number and its link
+ * target (NUL-terminated). Returns the number of entries, or -1 if the
+ * directory cannot be read (vanished, not permitted). cb returns false to
+ * stop early. */
+int proc_pid_fds(int pid_dfd, bool (*cb)(int fd, const char *target, void *arg), void *arg);
+/* N for a link target "socket:[N]", else 0. */
+unsigned long proc_socket_inode(const char *target);
+
+#endif

@@ -1,0 +1,384 @@
+/* /proc/net socket tables and counters. The kernel prints them with its own
+ * seq_file formats (net/ipv4/tcp_ipv4.c, udp.c, raw.c and their IPv6
+ * twins, net/ipv4/proc.c); no library on a small device parses them
+ * (BusyBox netstat is a program, not a library), so this file does, and
+ * treats every line as untrusted: a snapshot tree may hold anything. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/agent.h"
+#include "lib/proc_pid.h"
+#include "lib/procnet.h"
+
+static const char *const table_paths[PROCNET_TABLES] = {
+	"/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6", "/proc/net/raw", "/proc/net/raw6",
+};
+static const char *const table_protocols[PROCNET_TABLES] = { "tcp", "tcp6", "udp", "udp6", "raw", "raw6" };
+
+const char *procnet_protocol(enum procnet_table t)
+{
+	return t < PROCNET_TABLES ? table_protocols[t] : "unknown";
+}
+
+const char *procnet_state_name(unsigned state)
+{
+	static const char *const names[] = {
+		NULL, "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+		"CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV",
+	};
+	return state < sizeof(names) / sizeof(names[0]) && names[state] ? names[state] : "UNKNOWN";
+}
+
+static bool is_v6(enum procnet_table t)
+{
+	return t == PROCNET_TCP6 || t == PROCNET_UDP6 || t == PROCNET_RAW6;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* n hex digits at s as a number; -1 if one is not a hex digit. */
+static long long hexnum(const char *s, size_t n)
+{
+	long long v = 0;
+	for (size_t i = 0; i < n; i++) {
+		int h = hexval(s[i]);
+		if (h < 0)
+			return -1;
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+/* The next space-separated token: sets *tok and returns its length (0 at
+ * the end of the line). */
+static size_t next_token(const char **p, const char **tok)
+{
+	const char *s = *p;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	const char *e = s;
+	while (*e && *e != ' ' && *e != '\t' && *e != '\n')
+		e++;
+	*tok = s;
+	*p = e;
+	return (size_t)(e - s);
+}
+
+/* "0100007F:0277": the kernel prints each 32-bit word of the address as a
+ * host-order number (%08X of the __be32), so on the little-endian devices
+ * this runs on 127.0.0.1 reads "0100007F". Copying each parsed word back in
+ * host order restores the network byte order on any host. */
+static int parse_endpoint(const char *tok, size_t len, bool v6, unsigned char addr[16], unsigned short *port)
+{
+	size_t alen = v6 ? 32 : 8;
+	if (len != alen + 5 || tok[alen] != ':')
+		return -1;
+	memset(addr, 0, 16);
+	for (size_t w = 0; w < alen / 8; w++) {
+		long long v = hexnum(tok + w * 8, 8);
+		if (v < 0)
+			return -1;
+		uint32_t word = (uint32_t)v;
+		memcpy(addr + w * 4, &word, 4);
+	}
+	long long p = hexnum(tok + alen + 1, 4);
+	if (p < 0)
+		return -1;
+	*port = (unsigned short)p;
+	return 0;
+}
+
+static int parse_decimal(const char *tok, size_t len, unsigned long long max, unsigned long long *out)
+{
+	if (len == 0 || len > 20)
+		return -1;
+	unsigned long long v = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (tok[i] < '0' || tok[i] > '9')
+			return -1;
+		unsigned d = (unsigned)(tok[i] - '0');
+		if (v > (max - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+int procnet_parse_line(const char *line, enum procnet_table t, struct procnet_socket *out)
+{
+	if (t >= PROCNET_TABLES)
+		return -1;
+	memset(out, 0, sizeof(*out));
+	out->table = (unsigned char)t;
+	bool v6 = is_v6(t);
+	const char *p = line, *tok;
+	size_t n;
+	unsigned long long v;
+
+	/* "  12:" slot number */
+	n = next_token(&p, &tok);
+	if (n < 2 || tok[n - 1] != ':' || parse_decimal(tok, n - 1, UINT32_MAX, &v) != 0)
+		return -1;
+	n = next_token(&p, &tok);
+	if (parse_endpoint(tok, n, v6, out->laddr, &out->lport) != 0)
+		return -1;
+	n = next_token(&p, &tok);
+	if (parse_endpoint(tok, n, v6, out->raddr, &out->rport) != 0)
+		return -1;
+	n = next_token(&p, &tok);
+	long long st = n == 2 ? hexnum(tok, 2) : -1;
+	if (st < 0)
+		return -1;
+	out->state = (unsigned char)st;
+	/* tx_queue:rx_queue, tr:tm->when, retrnsmt: not used */
+	for (int i = 0; i < 3; i++)
+		if (next_token(&p, &tok) == 0)
+			return -1;
+	n = next_token(&p, &tok);
+	if (parse_decimal(tok, n, UINT32_MAX, &v) != 0)
+		return -1;
+	out->uid = (unsigned)v;
+	if (next_token(&p, &tok) == 0) /* timeout */
+		return -1;
+	n = next_token(&p, &tok);
+	if (parse_decimal(tok, n, ULONG_MAX, &v) != 0)
+		return -1;
+	out->inode = (unsigned long)v;
+	return 0;
+}
+
+void procnet_format_address(const struct procnet_socket *s, bool remote, char out[46])
+{
+	const unsigned char *a = remote ? s->raddr : s->laddr;
+	if (!inet_ntop(is_v6((enum procnet_table)s->table) ? AF_INET6 : AF_INET, a, out, 46))
+		strcpy(out, "");
+}
+
+bool procnet_is_listening(const struct procnet_socket *s)
+{
+	switch (s->table) {
+	case PROCNET_TCP:
+	case PROCNET_TCP6:
+		return s->state == PROCNET_LISTEN;
+	case PROCNET_UDP:
+	case PROCNET_UDP6: {
+		static const unsigned char zero[16];
+		return s->rport == 0 && memcmp(s->raddr, zero, 16) == 0;
+	}
+	default:
+		return false;
+	}
+}
+
+/* A stream over a regular file only: a FIFO planted as /proc/net/tcp must
+ * not block the agent. */
+static FILE *open_regular(struct agent_ctx *ctx, const char *path)
+{
+	int fd = agent_open(ctx, path, O_RDONLY);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	FILE *f = NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		f = fdopen(fd, "r");
+	if (!f)
+		close(fd);
+	return f;
+}
+
+int procnet_read(struct agent_ctx *ctx, enum procnet_table t, struct procnet_list *list)
+{
+	if (t >= PROCNET_TABLES)
+		return -1;
+	FILE *f = open_regular(ctx, table_paths[t]);
+	if (!f)
+		return -1;
+	/* Real lines are under 200 bytes; a longer one is not the kernel's. */
+	char line[256];
+	int added = 0;
+	bool skipping = false;
+	while (fgets(line, sizeof(line), f)) {
+		bool whole = strchr(line, '\n') != NULL || feof(f);
+		if (skipping || !whole) {
+			skipping = !whole;
+			continue;
+		}
+		if (list->len >= PROCNET_MAX_SOCKETS)
+			break;
+		struct procnet_socket s;
+		if (procnet_parse_line(line, t, &s) != 0)
+			continue;
+		if (list->len == list->cap) {
+			size_t ncap = list->cap ? list->cap * 2 : 64;
+			struct procnet_socket *nv = realloc(list->v, ncap * sizeof(*nv));
+			if (!nv)
+				break;
+			list->v = nv;
+			list->cap = ncap;
+		}
+		list->v[list->len++] = s;
+		added++;
+	}
+	fclose(f);
+	return added;
+}
+
+void procnet_list_free(struct procnet_list *list)
+{
+	free(list->v);
+	memset(list, 0, sizeof(*list));
+}
+
+/* ---- /proc/net/snmp ----
+ * Pairs of lines: "Tcp: Name1 Name2 ..." then "Tcp: v1 v2 ...". */
+
+static void snmp_group(cJSON *out, const char *text, const char *name, const char *const *names)
+{
+	char prefix[16];
+	int plen = snprintf(prefix, sizeof(prefix), "%s:", name);
+	const char *hdr = text;
+	while (hdr) {
+		if (strncmp(hdr, prefix, (size_t)plen) == 0)
+			break;
+		hdr = strchr(hdr, '\n');
+		if (hdr)
+			hdr++;
+	}
+	if (!hdr)
+		return;
+	const char *val = strchr(hdr, '\n');
+	if (!val || strncmp(val + 1, prefix, (size_t)plen) != 0)
+		return;
+	val++;
+	cJSON *group = cJSON_AddObjectToObject(out, name);
+	const char *hp = hdr + plen, *vp = val + plen, *htok, *vtok;
+	for (;;) {
+		size_t hn = next_token(&hp, &htok);
+		size_t vn = next_token(&vp, &vtok);
+		if (hn == 0 || vn == 0)
+			break;
+		for (const char *const *n = names; *n; n++) {
+			if (strlen(*n) == hn && memcmp(*n, htok, hn) == 0) {
+				unsigned long long v;
+				/* Some counters (Tcp MaxConn) are -1; the wanted ones are not. */
+				if (parse_decimal(vtok, vn, UINT64_MAX, &v) == 0)
+					cJSON_AddNumberToObject(group, *n, (double)v);
+				break;
+			}
+		}
+	}
+}
+
+cJSON *procnet_snmp(struct agent_ctx *ctx)
+{
+	static const char *const tcp[] = { "ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "InSegs",
+					   "OutSegs", "RetransSegs", "InErrs", "OutRsts", NULL };
+	static const char *const udp[] = { "InDatagrams", "NoPorts", "InErrors", "OutDatagrams", NULL };
+	static const char *const icmp[] = { "OutDestUnreachs", "InDestUnreachs", NULL };
+	size_t len;
+	char *text = agent_read_file(ctx, "/proc/net/snmp", 16384, &len);
+	if (!text)
+		return NULL;
+	cJSON *out = cJSON_CreateObject();
+	snmp_group(out, text, "Tcp", tcp);
+	snmp_group(out, text, "Udp", udp);
+	snmp_group(out, text, "Icmp", icmp);
+	free(text);
+	return out;
+}
+
+/* ---- socket inode -> pid ---- */
+
+static int cmp_owner(const void *a, const void *b)
+{
+	unsigned long x = ((const struct procnet_owner *)a)->inode, y = ((const struct procnet_owner *)b)->inode;
+	return (x > y) - (x < y);
+}
+
+struct owner_search {
+	struct procnet_owners *o;
+	size_t remaining;
+	int pid;
+};
+
+static bool owner_fd(int fd, const char *target, void *arg)
+{
+	(void)fd;
+	struct owner_search *s = arg;
+	unsigned long ino = proc_socket_inode(target);
+	if (!ino)
+		return true;
+	struct procnet_owner key = { ino, 0 };
+	struct procnet_owner *hit = bsearch(&key, s->o->v, s->o->len, sizeof(key), cmp_owner);
+	if (hit && !hit->pid) {
+		hit->pid = s->pid;
+		s->remaining--;
+	}
+	return s->remaining > 0;
+}
+
+void procnet_owners_find(struct agent_ctx *ctx, const struct procnet_list *wanted, struct procnet_owners *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (wanted->len == 0)
+		return;
+	out->v = malloc(wanted->len * sizeof(*out->v));
+	if (!out->v)
+		return;
+	for (size_t i = 0; i < wanted->len; i++)
+		if (wanted->v[i].inode)
+			out->v[out->len++] = (struct procnet_owner){ wanted->v[i].inode, 0 };
+	qsort(out->v, out->len, sizeof(*out->v), cmp_owner);
+	size_t u = 0;
+	for (size_t i = 0; i < out->len; i++)
+		if (u == 0 || out->v[u - 1].inode != out->v[i].inode)
+			out->v[u++] = out->v[i];
+	out->len = u;
+
+	struct owner_search s = { out, u, 0 };
+	int *pids;
+	size_t np = proc_pid_list(ctx, &pids);
+	/* Ascending pids: the first holder found is the lowest pid. */
+	for (size_t i = 0; i < np && s.remaining > 0; i++) {
+		int dfd = proc_pid_open(ctx, pids[i]);
+		if (dfd < 0)
+			continue;
+		s.pid = pids[i];
+		proc_pid_fds(dfd, owner_fd, &s);
+		close(dfd);
+	}
+	free(pids);
+}
+
+int procnet_owner(const struct procnet_owners *o, unsigned long inode)
+{
+	if (!inode || !o->len)
+		return 0;
+	struct procnet_owner key = { inode, 0 };
+	const struct procnet_owner *hit = bsearch(&key, o->v, o->len, sizeof(key), cmp_owner);
+	return hit ? hit->pid : 0;
+}
+
+void procnet_owners_free(struct procnet_owners *o)
+{
+	free(o->v);
+	memset(o, 0, sizeof(*o));
+}
