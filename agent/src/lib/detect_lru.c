@@ -1,0 +1,187 @@
+#include "lib/detect_lru.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint32_t hash_key(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static size_t index_of(const struct dlru *m, const void *value)
+{
+	return (size_t)((const unsigned char *)value - m->values) / m->value_size;
+}
+
+static void *value_at(const struct dlru *m, int32_t i)
+{
+	return m->values + (size_t)i * m->value_size;
+}
+
+void dlru_clear(struct dlru *m)
+{
+	for (size_t i = 0; i < m->nbuckets; i++)
+		m->buckets[i] = -1;
+	for (size_t i = 0; i < m->capacity; i++) {
+		m->nodes[i].used = false;
+		m->nodes[i].chain = i + 1 < m->capacity ? (int32_t)(i + 1) : -1;
+	}
+	m->free_head = 0;
+	m->head = m->tail = -1;
+	m->len = 0;
+}
+
+int dlru_init(struct dlru *m, size_t capacity, size_t value_size)
+{
+	memset(m, 0, sizeof(*m));
+	if (capacity < 1)
+		capacity = 1;
+	m->capacity = capacity;
+	m->value_size = value_size ? value_size : 1;
+	m->nbuckets = 16;
+	while (m->nbuckets < capacity * 2)
+		m->nbuckets *= 2;
+	/* calloc'd pages are not resident until touched: an idle detector
+	 * costs little RSS even with a large capacity. */
+	m->nodes = calloc(capacity, sizeof(*m->nodes));
+	m->values = calloc(capacity, m->value_size);
+	m->buckets = malloc(m->nbuckets * sizeof(*m->buckets));
+	if (!m->nodes || !m->values || !m->buckets) {
+		dlru_free(m);
+		return -1;
+	}
+	dlru_clear(m);
+	return 0;
+}
+
+void dlru_free(struct dlru *m)
+{
+	free(m->nodes);
+	free(m->values);
+	free(m->buckets);
+	memset(m, 0, sizeof(*m));
+}
+
+static void unlink_recency(struct dlru *m, int32_t i)
+{
+	struct dlru_node *n = &m->nodes[i];
+	if (n->prev >= 0)
+		m->nodes[n->prev].next = n->next;
+	else
+		m->head = n->next;
+	if (n->next >= 0)
+		m->nodes[n->next].prev = n->prev;
+	else
+		m->tail = n->prev;
+}
+
+static void push_front(struct dlru *m, int32_t i)
+{
+	struct dlru_node *n = &m->nodes[i];
+	n->prev = -1;
+	n->next = m->head;
+	if (m->head >= 0)
+		m->nodes[m->head].prev = i;
+	m->head = i;
+	if (m->tail < 0)
+		m->tail = i;
+}
+
+static int32_t find(const struct dlru *m, const char *key, uint32_t h)
+{
+	for (int32_t i = m->buckets[h & (m->nbuckets - 1)]; i >= 0; i = m->nodes[i].chain)
+		if (m->nodes[i].hash == h && strcmp(m->nodes[i].key, key) == 0)
+			return i;
+	return -1;
+}
+
+static void remove_index(struct dlru *m, int32_t i)
+{
+	struct dlru_node *n = &m->nodes[i];
+	int32_t *p = &m->buckets[n->hash & (m->nbuckets - 1)];
+	while (*p != i)
+		p = &m->nodes[*p].chain;
+	*p = n->chain;
+	unlink_recency(m, i);
+	n->used = false;
+	n->chain = m->free_head;
+	m->free_head = i;
+	m->len--;
+}
+
+void *dlru_peek(const struct dlru *m, const char *key)
+{
+	char k[DLRU_KEY_MAX];
+	if (!m->nodes)
+		return NULL;
+	snprintf(k, sizeof(k), "%s", key);
+	int32_t i = find(m, k, hash_key(k));
+	return i < 0 ? NULL : value_at(m, i);
+}
+
+void *dlru_get(struct dlru *m, const char *key, bool create, bool *created)
+{
+	char k[DLRU_KEY_MAX];
+	if (created)
+		*created = false;
+	if (!m->nodes)
+		return NULL;
+	/* Longer keys are cut: two keys equal in their first 63 bytes share
+	 * an entry, which only merges state, never loses the bound. */
+	snprintf(k, sizeof(k), "%s", key);
+	uint32_t h = hash_key(k);
+	int32_t i = find(m, k, h);
+	if (i >= 0) {
+		unlink_recency(m, i);
+		push_front(m, i);
+		return value_at(m, i);
+	}
+	if (!create)
+		return NULL;
+	if (m->free_head < 0) {
+		remove_index(m, m->tail);
+		m->evicted++;
+	}
+	i = m->free_head;
+	struct dlru_node *n = &m->nodes[i];
+	m->free_head = n->chain;
+	memcpy(n->key, k, sizeof(k));
+	n->hash = h;
+	n->used = true;
+	n->chain = m->buckets[h & (m->nbuckets - 1)];
+	m->buckets[h & (m->nbuckets - 1)] = i;
+	push_front(m, i);
+	m->len++;
+	memset(value_at(m, i), 0, m->value_size);
+	if (created)
+		*created = true;
+	return value_at(m, i);
+}
+
+void dlru_remove(struct dlru *m, void *value)
+{
+	if (value)
+		remove_index(m, (int32_t)index_of(m, value));
+}
+
+const char *dlru_key(const struct dlru *m, const void *value)
+{
+	return m->nodes[index_of(m, value)].key;
+}
+
+void *dlru_next(const struct dlru *m, const void *value)
+{
+	if (!m->nodes)
+		return NULL;
+	int32_t i = value ? m->nodes[index_of(m, value)].prev : m->tail;
+	return i < 0 ? NULL : value_at(m, i);
+}
+
+void *dlru_oldest(const struct dlru *m)
+{
+	return m->nodes && m->tail >= 0 ? value_at(m, m->tail) : NULL;
+}

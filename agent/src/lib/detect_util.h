@@ -1,0 +1,46 @@
+/* Small helpers the detectors share: reading fields of event entries,
+ * leaky buckets, and matching names against allowlists. */
+#ifndef AGENT_LIB_DETECT_UTIL_H
+#define AGENT_LIB_DETECT_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+struct agent_ctx;
+struct agent_config;
+
+/* A field's string value, or "" when missing or not a string. */
+const char *dfield_str(const cJSON *entry, const char *key);
+/* A field's number (a numeric string counts), or def. */
+double dfield_num(const cJSON *entry, const char *key, double def);
+bool dfield_bool(const cJSON *entry, const char *key);
+/* "2026-11-22T01:02:03Z" -> time_t, or (time_t)-1. */
+time_t dparse_utc(const char *text);
+
+/* Leaky bucket (CrowdSec style): each event adds its weight, one unit
+ * leaks out every `leak_seconds`. */
+struct dbucket {
+	double level;
+	double last;    /* time of the last update, seconds */
+};
+/* Adds weight at time t (seconds); returns the new level. */
+double dbucket_add(struct dbucket *b, double t, double weight, double leak_seconds);
+/* The level at time t without adding. */
+double dbucket_level(const struct dbucket *b, double t, double leak_seconds);
+
+/* The last path component ("/usr/bin/xmrig (deleted)" -> "xmrig"), written
+ * to out without a " (deleted)" suffix. */
+void dbasename(const char *path, char *out, size_t size);
+/* Whether the executable path (or the name) matches any pattern of the
+ * CFG_LIST key: a pattern with '/' is a glob over the path, otherwise over
+ * the base name or the process name. */
+bool dname_listed(const struct agent_config *cfg, const char *key, const char *exe, const char *name);
+/* Case-insensitive substring search. */
+bool dcontains_nocase(const char *hay, const char *needle);
+/* agent_format_utc into obj[key] */
+void dadd_utc(cJSON *obj, const char *key, time_t t);
+
+#endif
