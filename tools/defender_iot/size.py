@@ -1,0 +1,426 @@
+"""What each part of the agent costs: section kinds (text, rodata, data, bss)
+by component (core, each collector, detector and transport, third-party),
+read from an ELF file with pyelftools.
+
+The totals reconcile with the section headers by construction: every byte of
+every SHF_ALLOC section is counted once, in the section's kind, either for
+the symbol that covers it or in one explicit row. Symbols are clipped to
+their section and to the bytes not yet covered, so aliases, overlapping and
+TLS symbols cannot make a row negative (the defects of other size tools)."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+
+from defender_iot.errors import UserError
+from defender_iot.features import KINDS, load_features, repo_root
+
+SECTION_KINDS = ("text", "rodata", "data", "bss")
+CORE = "core"
+THIRD_PARTY = "third-party"
+TOOLCHAIN = "toolchain tables"  # dynamic linking and unwind tables: the linker's, not one source file's
+UNATTRIBUTED = "unattributed"
+_ARCH = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64", "EM_ARM": "armhf", "EM_386": "i386"}
+# Sections the linker fills from no source of ours (symbols, relocations,
+# PLT/GOT, unwind tables): their bytes are the toolchain's row, not "unknown".
+_TOOLCHAIN_SECTION = re.compile(
+    r"^\.(interp|note\..*|gnu\.hash|hash|dynsym|dynstr|gnu\.version.*|rela?\..*|plt.*|got.*|dynamic|"
+    r"eh_frame.*|gcc_except_table|ARM\.ex(idx|tab)|init_array|fini_array|preinit_array|relr\.dyn)$")
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    kind: str
+    addr: int
+    size: int
+
+
+@dataclass
+class Symbol:
+    name: str
+    addr: int
+    size: int          # st_size
+    section: str
+    component: str
+    bind: str
+    attributed: int = 0  # bytes counted for it after clipping
+
+
+@dataclass
+class SizeReport:
+    path: Path
+    arch: str
+    has_symbols: bool
+    has_dwarf: bool
+    sections: List[Section]
+    symbols: List[Symbol]
+    # component -> kind -> bytes
+    components: Dict[str, Dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(s.size for s in self.sections)
+
+    def kind_total(self, kind: str) -> int:
+        return sum(s.size for s in self.sections if s.kind == kind)
+
+    @property
+    def flash(self) -> int:
+        """Bytes stored in the image: text + rodata + data."""
+        return sum(self.kind_total(k) for k in ("text", "rodata", "data"))
+
+    @property
+    def ram(self) -> int:
+        """Static RAM: data + bss."""
+        return self.kind_total("data") + self.kind_total("bss")
+
+    def component_total(self, name: str) -> int:
+        return sum(self.components.get(name, {}).values())
+
+    def ordered_components(self) -> List[str]:
+        def key(c: str):
+            fixed = {CORE: 0, THIRD_PARTY: 5, TOOLCHAIN: 6, UNATTRIBUTED: 7}
+            if c in fixed:
+                return (fixed[c], c)
+            return (1 + KINDS.index(c.split()[0]), c)
+        return sorted(self.components, key=key)
+
+    def to_json(self) -> dict:
+        return {
+            "file": str(self.path),
+            "arch": self.arch,
+            "symbols": self.has_symbols,
+            "dwarf": self.has_dwarf,
+            "total": self.total,
+            "flash": self.flash,
+            "ram": self.ram,
+            "kinds": {k: self.kind_total(k) for k in SECTION_KINDS},
+            "sections": [{"name": s.name, "kind": s.kind, "size": s.size} for s in self.sections],
+            "components": [{"name": c, **{k: self.components[c].get(k, 0) for k in SECTION_KINDS},
+                            "total": self.component_total(c)} for c in self.ordered_components()],
+            "symbol_sizes": {s.name: s.size for s in self.symbols},
+        }
+
+
+def section_kind(flags: int, sh_type: str) -> str:
+    if sh_type == "SHT_NOBITS":
+        return "bss"
+    if flags & SH_FLAGS.SHF_EXECINSTR:
+        return "text"
+    if flags & SH_FLAGS.SHF_WRITE:
+        return "data"
+    return "rodata"
+
+
+class _Components:
+    """Source path or file name -> component, from the agent tree's layout:
+    agent/src/<kind>s/<name>.c is that feature, agent/src/{core,lib}/ and
+    main.c are the core, anything else is third-party."""
+
+    def __init__(self) -> None:
+        agent = repo_root() / "agent"
+        self.by_base: Dict[str, str] = {"main.c": CORE, "features.c": CORE}
+        for sub in ("core", "lib"):
+            for p in (agent / "src" / sub).glob("*.c"):
+                self.by_base[p.name] = CORE
+        self.features = {(f.kind, f.name) for f in load_features(agent)}
+        for kind, name in self.features:
+            self.by_base.setdefault(f"{name}.c", f"{kind} {name}")
+
+    def of_path(self, path: str) -> str:
+        m = re.search(r"(?:^|/)src/(collector|detector|transport)s/([a-z0-9_]+)\.c$", path)
+        if m:
+            return f"{m.group(1)} {m.group(2)}"
+        if re.search(r"(?:^|/)src/(core|lib)/[^/]+\.c$", path) or re.search(r"(?:^|/)(src/main|generated/features)\.c$", path):
+            return CORE
+        return THIRD_PARTY
+
+    def of_file_symbol(self, name: str) -> str:
+        return self.by_base.get(os.path.basename(name), THIRD_PARTY)
+
+    def of_name(self, name: str) -> Optional[str]:
+        m = re.match(r"^(collector|detector|transport)_([a-z0-9_]+)$", name)
+        if m and (m.group(1), m.group(2)) in self.features:
+            return f"{m.group(1)} {m.group(2)}"
+        return None
+
+
+def _dwarf_addresses(elf: ELFFile, comps: _Components) -> Dict[int, str]:
+    """Start address of each function and variable described in DWARF ->
+    the component of its compile unit."""
+    out: Dict[int, str] = {}
+    dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
+    for cu in dwarf.iter_CUs():
+        top = cu.get_top_DIE()
+        name = top.attributes.get("DW_AT_name")
+        comp_dir = top.attributes.get("DW_AT_comp_dir")
+        if not name:
+            continue
+        path = name.value.decode(errors="replace")
+        if comp_dir and not path.startswith("/"):
+            path = comp_dir.value.decode(errors="replace") + "/" + path
+        component = comps.of_path(path)
+        for die in cu.iter_DIEs():
+            if die.tag == "DW_TAG_subprogram" and "DW_AT_low_pc" in die.attributes:
+                out.setdefault(die.attributes["DW_AT_low_pc"].value, component)
+            elif die.tag == "DW_TAG_variable" and "DW_AT_location" in die.attributes:
+                loc = die.attributes["DW_AT_location"]
+                # DW_OP_addr (0x03) followed by the address: a static object
+                if loc.form == "DW_FORM_exprloc" and loc.value and loc.value[0] == 0x03:
+                    size = len(loc.value) - 1
+                    addr = int.from_bytes(bytes(loc.value[1:1 + size]), "little" if elf.little_endian else "big")
+                    out.setdefault(addr, component)
+    return out
+
+
+def size_report(path: Path) -> SizeReport:
+    path = Path(path)
+    try:
+        fh = open(path, "rb")
+    except OSError as e:
+        raise UserError(f"{path}: cannot open: {e.strerror}") from None
+    with fh:
+        try:
+            elf = ELFFile(fh)
+        except ELFError as e:
+            raise UserError(f"{path}: not an ELF file ({e})") from None
+        return _report(path, elf)
+
+
+def _report(path: Path, elf: ELFFile) -> SizeReport:
+    arch = _ARCH.get(elf["e_machine"], elf["e_machine"])
+    sections: List[Section] = []
+    by_index: Dict[int, Section] = {}
+    for i, s in enumerate(elf.iter_sections()):
+        if s["sh_flags"] & SH_FLAGS.SHF_ALLOC and s["sh_size"] > 0:
+            sec = Section(s.name, section_kind(s["sh_flags"], s["sh_type"]), s["sh_addr"], s["sh_size"])
+            sections.append(sec)
+            by_index[i] = sec
+    tls_base = next((seg["p_vaddr"] for seg in elf.iter_segments() if seg["p_type"] == "PT_TLS"), 0)
+
+    comps = _Components()
+    has_dwarf = elf.has_dwarf_info() and elf.get_section_by_name(".debug_info") is not None
+    dwarf_addr = _dwarf_addresses(elf, comps) if has_dwarf else {}
+
+    symtab = elf.get_section_by_name(".symtab")
+    symbols: List[Symbol] = []
+    seen: Dict[Tuple[str, int, int], Symbol] = {}
+    current_file: Optional[str] = None
+    for sym in (symtab.iter_symbols() if symtab else []):
+        typ, bind, shndx = sym["st_info"]["type"], sym["st_info"]["bind"], sym["st_shndx"]
+        if typ == "STT_FILE":
+            current_file = sym.name
+            continue
+        if typ in ("STT_SECTION",) or sym["st_size"] == 0 or not isinstance(shndx, int) or shndx not in by_index:
+            continue  # UNDEF, ABS, COMMON and non-allocated sections own no bytes here
+        sec = by_index[shndx]
+        addr = sym["st_value"]
+        if typ == "STT_TLS":
+            addr += tls_base  # TLS symbols hold an offset into the TLS segment
+        if typ == "STT_FUNC" and arch == "armhf":
+            addr &= ~1  # the Thumb bit
+        key = (sec.name, addr, sym["st_size"])
+        if key in seen:  # an alias of a symbol already counted
+            continue
+        if bind == "STB_LOCAL" and current_file:
+            component = comps.of_file_symbol(current_file)
+        else:
+            component = dwarf_addr.get(addr) or comps.of_name(sym.name) or (
+                THIRD_PARTY if sym.name.startswith("_") else UNATTRIBUTED)
+        s = Symbol(sym.name, addr, sym["st_size"], sec.name, component, bind)
+        seen[key] = s
+        symbols.append(s)
+
+    report = SizeReport(path=path, arch=arch, has_symbols=symtab is not None, has_dwarf=has_dwarf,
+                        sections=sections, symbols=symbols)
+    _attribute(report)
+    return report
+
+
+def _attribute(report: SizeReport) -> None:
+    """Count each section byte once: to the first symbol covering it, the
+    rest to the toolchain's row or the unattributed row."""
+    def add(component: str, kind: str, n: int) -> None:
+        if n > 0:
+            row = report.components.setdefault(component, {})
+            row[kind] = row.get(kind, 0) + n
+
+    per_section: Dict[str, List[Symbol]] = {}
+    for s in report.symbols:
+        per_section.setdefault(s.section, []).append(s)
+    for sec in report.sections:
+        end = sec.addr + sec.size
+        cursor = sec.addr
+        covered = 0
+        for s in sorted(per_section.get(sec.name, []), key=lambda s: (s.addr, -s.size, s.name)):
+            lo, hi = max(s.addr, cursor, sec.addr), min(s.addr + s.size, end)
+            if hi > lo:
+                s.attributed = hi - lo
+                covered += hi - lo
+                cursor = hi
+                add(s.component, sec.kind, hi - lo)
+        rest = sec.size - covered
+        add(TOOLCHAIN if _TOOLCHAIN_SECTION.match(sec.name) else UNATTRIBUTED, sec.kind, rest)
+    report.components.setdefault(UNATTRIBUTED, {})
+
+
+# ---- text output ----
+
+def format_report(report: SizeReport, top: int = 0) -> str:
+    total = report.total or 1
+    lines = [f"{report.path} ({report.arch}; symbols: {'yes' if report.has_symbols else 'no (stripped)'}; "
+             f"DWARF: {'yes' if report.has_dwarf else 'no'})",
+             f"in memory {report.total} bytes = flash {report.flash} (text + rodata + data) "
+             f"+ bss {report.kind_total('bss')}; static RAM {report.ram} (data + bss)", ""]
+    width = max([len(c) for c in report.components] + [9]) + 2
+    head = f"{'component':<{width}}" + "".join(f"{k:>9}" for k in SECTION_KINDS) + f"{'total':>9}{'%':>7}"
+    lines += [head, "-" * len(head)]
+    last_kind = None
+    for c in report.ordered_components():
+        kind = c.split()[0] if c.split()[0] in KINDS else None
+        if kind and kind != last_kind:
+            lines.append(f"{kind + 's':<{width}}" + "".join(
+                f"{sum(report.components[x].get(k, 0) for x in report.components if x.startswith(kind + ' ')):>9}"
+                for k in SECTION_KINDS) + f"{sum(report.component_total(x) for x in report.components if x.startswith(kind + ' ')):>9}")
+        last_kind = kind
+        label = ("  " + c.split(" ", 1)[1]) if kind else c
+        row = report.components[c]
+        lines.append(f"{label:<{width}}" + "".join(f"{row.get(k, 0):>9}" for k in SECTION_KINDS)
+                     + f"{report.component_total(c):>9}{100.0 * report.component_total(c) / total:>6.1f}%")
+    lines.append("-" * len(head))
+    lines.append(f"{'total':<{width}}" + "".join(f"{report.kind_total(k):>9}" for k in SECTION_KINDS)
+                 + f"{report.total:>9}{100.0:>6.1f}%")
+    if not report.has_dwarf and report.has_symbols:
+        lines.append("")
+        lines.append("no DWARF: global symbols are attributed by name only; build with -g for full attribution")
+    if top:
+        lines += ["", f"largest {top} symbols:"]
+        for s in sorted(report.symbols, key=lambda s: (-s.attributed, s.name))[:top]:
+            lines.append(f"  {s.attributed:>8}  {s.name}  [{s.component}, {s.section}]")
+    return "\n".join(lines)
+
+
+def diff(old: SizeReport, new: SizeReport) -> str:
+    """A bloat-o-meter style comparison of two builds, by symbol, then by
+    component."""
+    a, b = _symbol_sizes(old), _symbol_sizes(new)
+    rows = []
+    for name in set(a) | set(b):
+        d = b.get(name, 0) - a.get(name, 0)
+        if d:
+            rows.append((name, a.get(name), b.get(name), d))
+    rows.sort(key=lambda r: (-r[3], r[0]))
+    add = sum(1 for r in rows if r[1] is None)
+    rem = sum(1 for r in rows if r[2] is None)
+    grow = sum(1 for r in rows if r[1] is not None and r[2] is not None and r[3] > 0)
+    shrink = sum(1 for r in rows if r[1] is not None and r[2] is not None and r[3] < 0)
+    up, down = sum(r[3] for r in rows if r[3] > 0), sum(r[3] for r in rows if r[3] < 0)
+    out = [f"add/remove: {add}/{rem} grow/shrink: {grow}/{shrink} up/down: {up}/{down} ({up + down})"]
+    width = max([len(r[0]) for r in rows] + [20])
+    out.append(f"{'function/object':<{width}} {'old':>8} {'new':>8} {'delta':>8}")
+    for name, o, n, d in rows:
+        out.append(f"{name:<{width}} {o if o is not None else '-':>8} {n if n is not None else '-':>8} {d:>+8}")
+    before, after = sum(a.values()), sum(b.values())
+    chg = 100.0 * (after - before) / before if before else 0.0
+    out.append(f"Total: Before={before}, After={after}, chg {chg:+.2f}%")
+    out += ["", f"{'component':<28} {'old':>9} {'new':>9} {'delta':>9}"]
+    for c in sorted(set(old.components) | set(new.components)):
+        o, n = old.component_total(c), new.component_total(c)
+        if o or n:
+            out.append(f"{c:<28} {o:>9} {n:>9} {n - o:>+9}")
+    out.append(f"{'in memory':<28} {old.total:>9} {new.total:>9} {new.total - old.total:>+9}")
+    return "\n".join(out)
+
+
+def _symbol_sizes(report: SizeReport) -> Dict[str, int]:
+    sizes: Dict[str, int] = {}
+    for s in report.symbols:
+        name = s.name if s.name not in sizes else f"{s.name} ({s.component})"
+        sizes[name] = sizes.get(name, 0) + s.size
+    return sizes
+
+
+# ---- budget ----
+
+class BudgetExceeded(UserError):
+    exit_code = 1
+
+
+def biggest(report: SizeReport, kinds: Iterable[str], n: int = 3) -> str:
+    kinds = tuple(kinds)
+    sizes = sorted(((sum(report.components[c].get(k, 0) for k in kinds), c) for c in report.components),
+                   key=lambda t: (-t[0], t[1]))
+    return ", ".join(f"{c} {b / 1024:.1f} KiB" for b, c in sizes[:n] if b)
+
+
+def check_budget(report: SizeReport, profile) -> None:
+    """Raise BudgetExceeded, at the profile's budget line, when the build
+    takes more flash or static RAM than the profile allows."""
+    for key, used, kinds, what in (("flash_kb", report.flash, ("text", "rodata", "data"), "flash (text + rodata + data)"),
+                                   ("ram_kb", report.ram, ("data", "bss"), "static RAM (data + bss)")):
+        limit = profile.get("budget", key)
+        if limit is not None and used > limit * 1024:
+            raise BudgetExceeded(
+                f"{profile.path}:{profile.line('budget', key)}: budget.{key} is {limit} KiB but {report.path.name} "
+                f"takes {used / 1024:.1f} KiB of {what}; biggest: {biggest(report, kinds)}. Drop features from the "
+                f"profile or raise budget.{key}")
+
+
+# ---- HTML ----
+
+_COLORS = {"text": "#4e79a7", "rodata": "#f28e2b", "data": "#59a14f", "bss": "#bab0ac"}
+
+
+def to_html(report: SizeReport) -> str:
+    """One self-contained page: a stacked bar per component (inline SVG, no
+    script, no external asset) and the table."""
+    comps = report.ordered_components()
+    width, bar_x, row_h = 900, 260, 22
+    scale = (width - bar_x - 90) / max([report.component_total(c) for c in comps] + [1])
+    height = row_h * len(comps) + 40
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12" role="img" aria-label="size by component">']
+    for i, c in enumerate(comps):
+        y = 10 + i * row_h
+        svg.append(f'<text x="{bar_x - 8}" y="{y + 14}" text-anchor="end">{html.escape(c)}</text>')
+        x = float(bar_x)
+        for k in SECTION_KINDS:
+            w = report.components[c].get(k, 0) * scale
+            if w > 0:
+                svg.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 6}" fill="{_COLORS[k]}">'
+                           f'<title>{html.escape(c)} {k}: {report.components[c].get(k, 0)} bytes</title></rect>')
+                x += w
+        svg.append(f'<text x="{x + 6:.1f}" y="{y + 14}">{report.component_total(c) / 1024:.1f} KiB</text>')
+    ly = height - 14
+    for j, k in enumerate(SECTION_KINDS):
+        svg.append(f'<rect x="{bar_x + j * 90}" y="{ly - 10}" width="12" height="12" fill="{_COLORS[k]}"/>'
+                   f'<text x="{bar_x + j * 90 + 16}" y="{ly}">{k}</text>')
+    svg.append("</svg>")
+    rows = "".join(
+        "<tr><td>" + html.escape(c) + "</td>" + "".join(f"<td>{report.components[c].get(k, 0)}</td>" for k in SECTION_KINDS)
+        + f"<td>{report.component_total(c)}</td></tr>" for c in comps)
+    rows += "<tr><th>total</th>" + "".join(f"<th>{report.kind_total(k)}</th>" for k in SECTION_KINDS) + \
+        f"<th>{report.total}</th></tr>"
+    title = html.escape(f"defender-iot size: {report.path.name} ({report.arch})")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}</style>"
+            f"</head><body><h1>{title}</h1><p>{report.total} bytes in memory: flash {report.flash} "
+            f"(text + rodata + data), static RAM {report.ram} (data + bss).</p>\n" + "\n".join(svg) +
+            "\n<table><tr><th>component</th>" + "".join(f"<th>{k}</th>" for k in SECTION_KINDS) +
+            f"<th>total</th></tr>{rows}</table></body></html>\n")
+
+
+def report_json(report: SizeReport) -> str:
+    return json.dumps(report.to_json(), indent=2, sort_keys=False)
