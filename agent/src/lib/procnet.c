@@ -17,6 +17,7 @@
 #include "core/agent.h"
 #include "lib/proc_pid.h"
 #include "lib/procnet.h"
+#include "lib/text.h"
 
 static const char *const table_paths[PROCNET_TABLES] = {
 	"/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6", "/proc/net/raw", "/proc/net/raw6",
@@ -186,6 +187,22 @@ bool procnet_is_listening(const struct procnet_socket *s)
 	default:
 		return false;
 	}
+}
+
+void procnet_add_fields(cJSON *o, const struct procnet_socket *s, bool remote)
+{
+	char a[46];
+	bool raw = s->table == PROCNET_RAW || s->table == PROCNET_RAW6;
+	cJSON_AddStringToObject(o, "Protocol", procnet_protocol((enum procnet_table)s->table));
+	procnet_format_address(s, false, a);
+	cJSON_AddStringToObject(o, "LocalAddress", a);
+	cJSON_AddNumberToObject(o, "LocalPort", raw ? 0 : s->lport);
+	if (!remote)
+		return;
+	procnet_format_address(s, true, a);
+	cJSON_AddStringToObject(o, "RemoteAddress", a);
+	cJSON_AddNumberToObject(o, "RemotePort", raw ? s->lport : s->rport);
+	cJSON_AddStringToObject(o, "State", procnet_state_name(s->state));
 }
 
 /* A stream over a regular file only: a FIFO planted as /proc/net/tcp must
@@ -377,8 +394,34 @@ int procnet_owner(const struct procnet_owners *o, unsigned long inode)
 	return hit ? hit->pid : 0;
 }
 
+const char *procnet_owner_exe(struct agent_ctx *ctx, struct procnet_owners *o, int pid)
+{
+	if (pid <= 0)
+		return "";
+	for (size_t i = 0; i < o->nexes; i++)
+		if (o->exes[i].pid == pid)
+			return o->exes[i].exe;
+	struct procnet_exe *nv = realloc(o->exes, (o->nexes + 1) * sizeof(*nv));
+	if (!nv)
+		return "";
+	o->exes = nv;
+	char buf[4096];
+	ssize_t n = -1;
+	int dfd = proc_pid_open(ctx, pid);
+	if (dfd >= 0) {
+		n = proc_readlink_at(dfd, "exe", buf, sizeof(buf));
+		close(dfd);
+	}
+	o->exes[o->nexes].pid = pid;
+	o->exes[o->nexes].exe = text_clean(buf, n > 0 ? (size_t)n : 0, sizeof(buf));
+	return o->exes[o->nexes++].exe;
+}
+
 void procnet_owners_free(struct procnet_owners *o)
 {
+	for (size_t i = 0; i < o->nexes; i++)
+		free(o->exes[i].exe);
+	free(o->exes);
 	free(o->v);
 	memset(o, 0, sizeof(*o));
 }

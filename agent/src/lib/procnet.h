@@ -53,6 +53,10 @@ int procnet_parse_line(const char *line, enum procnet_table t, struct procnet_so
 void procnet_format_address(const struct procnet_socket *s, bool remote, char out[46]);
 /* A TCP socket in LISTEN, or a UDP socket bound and not connected. */
 bool procnet_is_listening(const struct procnet_socket *s);
+/* Adds Protocol, LocalAddress, LocalPort and, with `remote`, RemoteAddress,
+ * RemotePort and State to o (docs/events.md: a raw socket's IP protocol
+ * goes in RemotePort, its LocalPort is 0). */
+void procnet_add_fields(cJSON *o, const struct procnet_socket *s, bool remote);
 
 /* Append the sockets of table t under the root to *list. Returns how many
  * were added, or -1 if the table cannot be read (IPv6 off, not a regular
@@ -70,9 +74,15 @@ struct procnet_owner {
 	unsigned long inode;
 	int pid;
 };
+struct procnet_exe {
+	int pid;
+	char *exe;
+};
 struct procnet_owners {
 	struct procnet_owner *v;
 	size_t len;
+	struct procnet_exe *exes; /* readlink of /proc/PID/exe, cached per pass */
+	size_t nexes;
 };
 /* Look through /proc/PID/fd for the inodes in `wanted` (any order, may
  * repeat; 0 is ignored) and stop once each is found. The lowest pid wins
@@ -80,6 +90,9 @@ struct procnet_owners {
 void procnet_owners_find(struct agent_ctx *ctx, const struct procnet_list *wanted, struct procnet_owners *out);
 /* The owning pid, or 0. */
 int procnet_owner(const struct procnet_owners *o, unsigned long inode);
+/* The executable of pid (cleaned text; "" if unknown), valid until
+ * procnet_owners_free. */
+const char *procnet_owner_exe(struct agent_ctx *ctx, struct procnet_owners *o, int pid);
 void procnet_owners_free(struct procnet_owners *o);
 
 #endif
