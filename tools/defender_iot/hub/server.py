@@ -1,0 +1,93 @@
+"""`defender-iot hub serve`: the MQTT listener and the HTTP service API in
+one asyncio process, announced to other commands through DIR/hub.json."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from defender_iot.errors import UserError
+from defender_iot.hub.certs import SERVER_NAMES, Pki
+from defender_iot.hub.http import make_app
+from defender_iot.hub.mqtt import HANDSHAKE_TIMEOUT, HubCore
+from defender_iot.hub.store import Store, utcnow
+
+DEFAULT_MQTT_PORT = 8883  # the only port the Python device SDK can use
+DEFAULT_HTTP_PORT = 8080
+log = logging.getLogger("defender_iot.hub")
+
+
+@dataclass
+class ServeOptions:
+    data_dir: Path
+    mqtt_port: int = DEFAULT_MQTT_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    bind: str = "127.0.0.1"
+    hostname: str = "localhost"
+
+
+def state_file(data_dir: Path) -> Path:
+    return Path(data_dir) / "hub.json"
+
+
+async def _serve(opts: ServeOptions) -> None:
+    pki = Pki(opts.data_dir)
+    pki.ensure()
+    store = Store.open(opts.data_dir)
+    core = HubCore(store, pki, {n.lower() for n in (opts.hostname, *SERVER_NAMES)})
+    try:
+        mqtt = await asyncio.start_server(core.handle_client, opts.bind, opts.mqtt_port, ssl=core.ssl_context(),
+                                          ssl_handshake_timeout=HANDSHAKE_TIMEOUT, reuse_address=True,
+                                          backlog=4096)
+    except OSError as e:
+        raise UserError(f"cannot listen on {opts.bind}:{opts.mqtt_port} for MQTT: {e.strerror} "
+                        "(is another hub running? see DIR/hub.json)") from None
+    runner = web.AppRunner(make_app(core, opts.hostname), access_log=None)
+    await runner.setup()
+    try:
+        http_sock = socket.create_server((opts.bind, opts.http_port), reuse_port=False)
+    except OSError as e:
+        mqtt.close()
+        raise UserError(f"cannot listen on {opts.bind}:{opts.http_port} for HTTP: {e.strerror}") from None
+    await web.SockSite(runner, http_sock).start()
+    mqtt_port = mqtt.sockets[0].getsockname()[1]
+    http_port = http_sock.getsockname()[1]
+    info = {"pid": os.getpid(), "bind": opts.bind, "hostname": opts.hostname, "mqtt_port": mqtt_port,
+            "http_port": http_port, "ca": str(pki.ca_cert), "started": utcnow()}
+    tmp = state_file(opts.data_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    os.replace(tmp, state_file(opts.data_dir))
+    log.info("hub ready: MQTT/TLS %s:%d, HTTP http://%s:%d/, data %s", opts.bind, mqtt_port, opts.bind,
+             http_port, opts.data_dir)
+
+    watcher = asyncio.create_task(core.watch_trust())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("hub stopping")
+        watcher.cancel()
+        mqtt.close()
+        core.close_all()
+        await runner.cleanup()
+        store.close()
+        try:
+            if json.loads(state_file(opts.data_dir).read_text()).get("pid") == os.getpid():
+                state_file(opts.data_dir).unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def serve(opts: ServeOptions) -> None:
+    asyncio.run(_serve(opts))
