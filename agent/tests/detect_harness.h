@@ -52,14 +52,15 @@ static inline void h_config(const char *json)
 static inline void h_feed(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline void h_feed(const char *event, const char *fmt, ...)
 {
-	char buf[8192];
+	char *buf = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	assert_true(vasprintf(&buf, fmt, ap) >= 0);
 	va_end(ap);
 	cJSON *e = cJSON_Parse(buf);
 	if (!e)
-		fail_msg("bad test JSON: %s", buf);
+		fail_msg("bad test JSON: %.300s", buf);
+	free(buf);
 	agent_observe(&H, event, e);
 	cJSON_Delete(e);
 }

@@ -215,8 +215,9 @@ static void raise_source(struct agent_ctx *ctx, struct bf *b, struct counts *k, 
 	cJSON_AddNumberToObject(e, "DistinctUsers", k->ndistinct);
 	if (*exe)
 		cJSON_AddStringToObject(e, "Executable", exe);
-	char desc[256];
+	char desc[256], inc[96];
 	snprintf(desc, sizeof(desc), "%.0f failed logins from one source (%s threshold)", k->failed, k->variant);
+	dincident_addr(ctx, "", addr, inc, sizeof(inc));
 	struct alert a = {
 		.name = "BruteForce",
 		.severity = k->privileged ? "Critical" : "High",
@@ -224,7 +225,7 @@ static void raise_source(struct agent_ctx *ctx, struct bf *b, struct counts *k, 
 		.remediation = "Block the source address, require key-based authentication, disable password "
 			       "logins for root and rate-limit the login service (sshd MaxAuthTries, dropbear -j -k).",
 		.mitre = "T1110",
-		.incident = addr,
+		.incident = inc,
 		.evidence = e,
 	};
 	agent_alert(ctx, &a);
@@ -253,6 +254,14 @@ static void raise_user(struct agent_ctx *ctx, struct bf *b, struct counts *k, co
 	agent_alert(ctx, &a);
 }
 
+static void incident_of(const struct agent_ctx *ctx, const char *key, bool user, char *out, size_t size)
+{
+	if (user)
+		snprintf(out, size, "user:%s", key);
+	else
+		dincident_addr(ctx, "", key, out, size);
+}
+
 static cJSON *end_evidence(const struct counts *k)
 {
 	cJSON *e = cJSON_CreateObject();
@@ -263,12 +272,12 @@ static cJSON *end_evidence(const struct counts *k)
 
 /* The entry for key; when the map is full the least recent entry goes, and
  * its open incidents end with it rather than stay open for ever. */
-static struct counts *tracked(struct agent_ctx *ctx, struct dlru *m, const char *key, const char *prefix)
+static struct counts *tracked(struct agent_ctx *ctx, struct dlru *m, const char *key, bool user)
 {
 	struct counts *old = m->len == m->capacity && !dlru_peek(m, key) ? dlru_oldest(m) : NULL;
 	if (old && (old->alerted || old->success)) {
 		char inc[96];
-		snprintf(inc, sizeof(inc), "%s%s", prefix, dlru_key(m, old));
+		incident_of(ctx, dlru_key(m, old), user, inc, sizeof(inc));
 		if (old->alerted)
 			agent_alert_end(ctx, "BruteForce", inc, end_evidence(old));
 		if (old->success)
@@ -331,7 +340,7 @@ static void on_failure(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, 
 		addr = local;
 	}
 
-	struct counts *s = tracked(ctx, &b->sources, addr, "");
+	struct counts *s = tracked(ctx, &b->sources, addr, false);
 	if (s) {
 		const char *v = count_failure(b, s, t, weight, user, privileged, true);
 		if (dfield_bool(entry, "InvalidUser"))
@@ -353,7 +362,7 @@ static void on_failure(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, 
 	}
 	if (!*user)
 		return;
-	struct counts *u = tracked(ctx, &b->users, user, "user:");
+	struct counts *u = tracked(ctx, &b->users, user, true);
 	if (u) {
 		const char *v = count_failure(b, u, t, weight, addr, privileged, false);
 		/* One source is the per-source alert's business; this one is for
@@ -398,8 +407,9 @@ static void on_success(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, 
 	dadd_utc(e, "LastSeenUTC", k->last);
 	dadd_utc(e, "LoginTimeUTC", t);
 	cJSON_AddStringToObject(e, "Executable", dfield_str(entry, "Executable"));
-	char desc[256];
+	char desc[256], inc[96];
 	snprintf(desc, sizeof(desc), "successful login as '%.64s' from a source that was brute-forcing", user);
+	dincident_addr(ctx, "", addr, inc, sizeof(inc));
 	struct alert a = {
 		.name = "BruteForceSuccess",
 		.severity = "Critical",
@@ -407,7 +417,7 @@ static void on_success(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, 
 		.remediation = "Treat the account as compromised: end its sessions, change its password or keys, "
 			       "block the source and inspect the device for changes made since the login.",
 		.mitre = "T1110",
-		.incident = addr,
+		.incident = inc,
 		.evidence = e,
 	};
 	agent_alert(ctx, &a);
@@ -449,7 +459,8 @@ static void tick(struct agent_ctx *ctx, void *state)
 		time_t quiet_since = k->last > k->success ? k->last : k->success;
 		if (now - quiet_since < b->win_s)
 			continue;
-		const char *addr = dlru_key(&b->sources, k);
+		char addr[96];
+		incident_of(ctx, dlru_key(&b->sources, k), false, addr, sizeof(addr));
 		if (k->alerted) {
 			agent_alert_end(ctx, "BruteForce", addr, end_evidence(k));
 			k->alerted = 0;
@@ -467,8 +478,8 @@ static void tick(struct agent_ctx *ctx, void *state)
 	}
 	for (struct counts *k = dlru_next(&b->users, NULL); k; k = dlru_next(&b->users, k)) {
 		if (k->alerted && now - k->last >= b->win_s) {
-			char inc[80];
-			snprintf(inc, sizeof(inc), "user:%s", dlru_key(&b->users, k));
+			char inc[96];
+			incident_of(ctx, dlru_key(&b->users, k), true, inc, sizeof(inc));
 			agent_alert_end(ctx, "BruteForce", inc, end_evidence(k));
 			k->alerted = 0;
 			k->ended = now;

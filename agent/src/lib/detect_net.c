@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/detect_util.h"
+
 bool dnet_parse(const char *text, struct dnet_addr *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -252,4 +254,51 @@ const char *dnet_ports_parse(struct dnet_ports *p, const cJSON *v)
 			return why;
 	}
 	return NULL;
+}
+
+const char *dnet_check_ports(const cJSON *v)
+{
+	struct dnet_ports *p = malloc(sizeof(*p));
+	if (!p)
+		return "a list of ports (out of memory)";
+	const char *why = dnet_ports_parse(p, v);
+	free(p);
+	return why;
+}
+
+void dsock_from(const cJSON *o, struct dsock *s)
+{
+	s->proto = dfield_str(o, "Protocol");
+	s->laddr = dfield_str(o, "LocalAddress");
+	s->raddr = dfield_str(o, "RemoteAddress");
+	s->state = dfield_str(o, "State");
+	s->lport = (long)dfield_num(o, "LocalPort", 0);
+	s->rport = (long)dfield_num(o, "RemotePort", 0);
+	s->pid = (long)dfield_num(o, "ProcessId", 0);
+	s->uid = (long)dfield_num(o, "Uid", -1);
+	s->inode = dfield_num(o, "Inode", 0);
+	s->tcp = strncmp(s->proto, "tcp", 3) == 0;
+	s->udp = strncmp(s->proto, "udp", 3) == 0;
+	s->raw = strncmp(s->proto, "raw", 3) == 0;
+}
+
+bool dsock_listening(const struct dsock *s)
+{
+	if (s->tcp)
+		return strcmp(s->state, "LISTEN") == 0;
+	if (s->udp) {
+		struct dnet_addr a;
+		return s->rport == 0 && (!dnet_parse(s->raddr, &a) || dnet_is_any(&a));
+	}
+	return false;
+}
+
+bool dsock_remote(const struct dsock *s)
+{
+	if (s->raw || dsock_listening(s))
+		return false;
+	if (s->tcp && strcmp(s->state, "ESTABLISHED") != 0 && strcmp(s->state, "SYN_SENT") != 0 &&
+	    strcmp(s->state, "SYN_RECV") != 0 && strcmp(s->state, "CLOSE_WAIT") != 0)
+		return false;
+	return !dnet_text_is_local(s->raddr);
 }

@@ -62,4 +62,21 @@ static inline bool dnet_ports_has(const struct dnet_ports *p, long port)
 	return port >= 0 && port <= 65535 && (p->bits[port >> 3] >> (port & 7)) & 1;
 }
 
+/* A config `check` for port lists. */
+const char *dnet_check_ports(const cJSON *v);
+
+/* One socket of a SocketSample (or a NetworkActivity entry); the strings
+ * point into the entry. */
+struct dsock {
+	const char *proto, *laddr, *raddr, *state;
+	long lport, rport, pid, uid;
+	double inode;
+	bool tcp, udp, raw;
+};
+void dsock_from(const cJSON *o, struct dsock *s);
+/* A TCP listener or an unconnected bound UDP socket. */
+bool dsock_listening(const struct dsock *s);
+/* Connected to (or connecting to) a peer that is not this host. */
+bool dsock_remote(const struct dsock *s);
+
 #endif

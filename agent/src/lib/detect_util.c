@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include "core/agent.h"
 
@@ -114,4 +115,27 @@ void dadd_utc(cJSON *obj, const char *key, time_t t)
 	char ts[21];
 	agent_format_utc(t, ts);
 	cJSON_AddStringToObject(obj, key, ts);
+}
+
+void dincident_addr(const struct agent_ctx *ctx, const char *prefix, const char *addr, char *out, size_t size)
+{
+	if (!config_bool(agent_config(ctx), "Agent_MaskRemoteAddresses")) {
+		snprintf(out, size, "%s%s", prefix, addr);
+		return;
+	}
+	/* Keyed with a per-run secret: an IPv4 address could otherwise be
+	 * recovered from its hash by trying all of them. */
+	static unsigned char key[16];
+	static bool keyed;
+	if (!keyed) {
+		if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+			memset(key, 0xa5, sizeof(key));
+		keyed = true;
+	}
+	unsigned long long h = 1469598103934665603ULL;
+	for (size_t i = 0; i < sizeof(key); i++)
+		h = (h ^ key[i]) * 1099511628211ULL;
+	for (const char *p = addr; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	snprintf(out, size, "%saddr-%012llx", prefix, h & 0xffffffffffffULL);
 }

@@ -40,6 +40,10 @@ void dbasename(const char *path, char *out, size_t size);
 bool dname_listed(const struct agent_config *cfg, const char *key, const char *exe, const char *name);
 /* Case-insensitive substring search. */
 bool dcontains_nocase(const char *hay, const char *needle);
+/* An incident key for an address: the address itself, or a keyed hash
+ * of it when Agent_MaskRemoteAddresses is on (incident keys are sent
+ * and are not masked by the core). */
+void dincident_addr(const struct agent_ctx *ctx, const char *prefix, const char *addr, char *out, size_t size);
 /* agent_format_utc into obj[key] */
 void dadd_utc(cJSON *obj, const char *key, time_t t);
 
