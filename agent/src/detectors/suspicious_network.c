@@ -1,0 +1,584 @@
+//feature: detector suspicious_network ON
+//summary: Suspicious network activity: unexpected listening ports, inbound port scans, reverse shells, threat-intel addresses
+//requires: process network_activity
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/agent.h"
+#include "lib/detect_lru.h"
+#include "lib/detect_net.h"
+#include "lib/detect_util.h"
+
+static const struct config_key keys[] = {
+	{ "SuspiciousNetwork_AllowedPorts", CFG_LIST, "", 0, 0, NULL,
+	  "listening ports that never raise UnexpectedListeningPort (\"22,80,8000-8100\")", dnet_check_ports },
+	{ "SuspiciousNetwork_AlwaysAlertPorts", CFG_LIST, "23,2323,5555,48101", 0, 0, NULL,
+	  "listening ports that alert even when they were open at start (telnet, adb, the Mirai lock)",
+	  dnet_check_ports },
+	{ "SuspiciousNetwork_ScanThreshold", CFG_INT, "100", 1, 10000000, NULL,
+	  "refused connection attempts per minute (TCP resets + UDP no-port + ICMP unreachable sent) that make a port scan",
+	  NULL },
+	{ "SuspiciousNetwork_ScanPorts", CFG_INT, "15", 2, 65535, NULL,
+	  "distinct local ports one address holds half-open (SYN_RECV) at once that make a port scan", NULL },
+	{ "SuspiciousNetwork_ShellNames", CFG_LIST,
+	  "sh,bash,ash,dash,zsh,ksh,busybox,python*,perl*,php*,ruby*,lua*,nc,ncat,netcat,socat,telnet,awk,gawk", 0, 0,
+	  NULL, "programs that are a reverse shell when standard input or output is a TCP connection (globs)", NULL },
+	{ "SuspiciousNetwork_ThreatIntel", CFG_LIST, "", 0, 0, NULL,
+	  "addresses and CIDR networks whose connections raise ThreatIntelConnection", dnet_check_list },
+	{ "SuspiciousNetwork_ThreatIntelFile", CFG_STRING, "", 0, 1024, NULL,
+	  "file of addresses and CIDR networks, one per line, '#' comments (read at start and on each config change)",
+	  NULL },
+	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
+};
+
+enum { MAX_PIDS = 1024, MAX_LISTENERS = 512, MAX_CONNS = 4096, MAX_SHELLS = 64, MAX_SCANNERS = 256, MAX_INTEL = 256 };
+
+struct pid_info {
+	long uid;
+	long long seen_ms;
+	char name[32];
+	char exe[256];
+	char cmdline[256];
+};
+
+struct listener {
+	bool alerted;
+	long long seen_ms;
+};
+
+/* An established TCP connection to another host, by socket inode. */
+struct conn {
+	double inode;
+	long lport, rport, pid;
+	char raddr[46];
+};
+
+struct shell {
+	long pid;
+	double inodes[3];         /* socket inode of fds 0, 1, 2 (0: not a socket) */
+	long long seen_ms;
+	bool alerted;
+};
+
+struct scanner {
+	long long seen_ms;
+	bool alerted;
+};
+
+struct intel_hit {
+	long long seen_ms;
+};
+
+struct sn {
+	struct dlru pids, listeners, shells, scanners, intel;
+	struct dnet_ports allowed, always;
+	struct dnet_set threat;
+	bool have_baseline;
+	struct dnet_ports base_tcp, base_udp;
+	struct conn *conns;
+	size_t nconns;
+	long long socket_ms, process_ms;
+	/* counters of the previous NetworkCounters sample */
+	bool have_counters;
+	double prev_refused;
+	long long prev_ms;
+	bool scanning;
+	int quiet_samples;
+	char intel_file[1024];
+};
+
+static void load_intel_file(struct agent_ctx *ctx, struct sn *n, const char *path)
+{
+	/* The list is the user's configuration, like the config file itself:
+	 * it is read from the real path, not under --root. */
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		agent_warn(ctx, "SuspiciousNetwork_ThreatIntelFile %s: %s; using the inline list only", path,
+			   strerror(errno));
+		return;
+	}
+	char line[512];
+	long lineno = 0, bad = 0, first_bad = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *p = line + strspn(line, " \t");
+		p[strcspn(p, " \t\r\n#,;")] = 0;
+		if (!*p)
+			continue;
+		if (!dnet_set_add(&n->threat, p) && bad++ == 0)
+			first_bad = lineno;
+	}
+	fclose(f);
+	if (bad)
+		agent_warn(ctx, "%s:%ld: expected an IP address or CIDR network; %ld such line(s) skipped", path,
+			   first_bad, bad);
+}
+
+static void configure(struct agent_ctx *ctx, void *state)
+{
+	struct sn *n = state;
+	const struct agent_config *c = agent_config(ctx);
+	dnet_ports_parse(&n->allowed, config_json(c, "SuspiciousNetwork_AllowedPorts"));
+	dnet_ports_parse(&n->always, config_json(c, "SuspiciousNetwork_AlwaysAlertPorts"));
+	dnet_set_clear(&n->threat);
+	dnet_set_add_json(&n->threat, config_json(c, "SuspiciousNetwork_ThreatIntel"));
+	const char *file = config_string(c, "SuspiciousNetwork_ThreatIntelFile");
+	if (*file)
+		load_intel_file(ctx, n, file);
+}
+
+static void *init(struct agent_ctx *ctx)
+{
+	(void)ctx;
+	struct sn *n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->conns = calloc(MAX_CONNS, sizeof(*n->conns));
+	if (!n->conns || dlru_init(&n->pids, MAX_PIDS, sizeof(struct pid_info)) ||
+	    dlru_init(&n->listeners, MAX_LISTENERS, sizeof(struct listener)) ||
+	    dlru_init(&n->shells, MAX_SHELLS, sizeof(struct shell)) ||
+	    dlru_init(&n->scanners, MAX_SCANNERS, sizeof(struct scanner)) ||
+	    dlru_init(&n->intel, MAX_INTEL, sizeof(struct intel_hit)))
+		agent_warn(ctx, "out of memory");
+	return n;
+}
+
+static void fini(void *state)
+{
+	struct sn *n = state;
+	if (!n)
+		return;
+	dlru_free(&n->pids);
+	dlru_free(&n->listeners);
+	dlru_free(&n->shells);
+	dlru_free(&n->scanners);
+	dlru_free(&n->intel);
+	dnet_set_clear(&n->threat);
+	free(n->conns);
+	free(n);
+}
+
+static const struct pid_info *pid_info(struct sn *n, long pid)
+{
+	char key[24];
+	snprintf(key, sizeof(key), "%ld", pid);
+	return pid > 0 ? dlru_peek(&n->pids, key) : NULL;
+}
+
+/* ProcessId, Executable, Name and CommandLine of pid into e, as far as known. */
+static void add_process(cJSON *e, struct sn *n, long pid)
+{
+	cJSON_AddNumberToObject(e, "ProcessId", (double)pid);
+	const struct pid_info *p = pid_info(n, pid);
+	cJSON_AddStringToObject(e, "Executable", p ? p->exe : "");
+	cJSON_AddStringToObject(e, "Name", p ? p->name : "");
+	cJSON_AddStringToObject(e, "CommandLine", p ? p->cmdline : "");
+	if (p)
+		cJSON_AddNumberToObject(e, "Uid", (double)p->uid);
+}
+
+/* ---- listening ports ---- */
+
+static void check_listener(struct agent_ctx *ctx, struct sn *n, const struct dsock *s)
+{
+	struct dnet_ports *base = s->tcp ? &n->base_tcp : &n->base_udp;
+	if (!n->have_baseline) {
+		base->bits[s->lport >> 3] |= (uint8_t)(1u << (s->lport & 7));
+		return;
+	}
+	if (dnet_ports_has(&n->allowed, s->lport))
+		return;
+	if (dnet_ports_has(base, s->lport) && !dnet_ports_has(&n->always, s->lport))
+		return;
+	char key[40];
+	snprintf(key, sizeof(key), "%s:%ld", s->tcp ? "tcp" : "udp", s->lport);
+	struct listener *l = dlru_get(&n->listeners, key, true, NULL);
+	if (!l)
+		return;
+	l->seen_ms = n->socket_ms;
+	if (l->alerted)
+		return;
+	l->alerted = true;
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "Protocol", s->proto);
+	cJSON_AddStringToObject(e, "LocalAddress", s->laddr);
+	cJSON_AddNumberToObject(e, "LocalPort", (double)s->lport);
+	add_process(e, n, s->pid);
+	cJSON_AddBoolToObject(e, "InBaseline", dnet_ports_has(base, s->lport));
+	char desc[160];
+	snprintf(desc, sizeof(desc), "a service listens on %s port %ld, which was not open at start nor allowed",
+		 s->tcp ? "TCP" : "UDP", s->lport);
+	if (dnet_ports_has(&n->always, s->lport))
+		snprintf(desc, sizeof(desc), "a service listens on %s port %ld (telnet, adb or a botnet's lock port)",
+			 s->tcp ? "TCP" : "UDP", s->lport);
+	struct alert a = {
+		.name = "UnexpectedListeningPort",
+		.severity = dnet_ports_has(&n->always, s->lport) ? "High" : "Medium",
+		.description = desc,
+		.remediation = "Identify the process that opened the port; stop and disable the service if it is not "
+			       "needed, or add the port to SuspiciousNetwork_AllowedPorts if it is expected.",
+		.mitre = "T1571",
+		.incident = key,
+		.evidence = e,
+	};
+	agent_alert(ctx, &a);
+}
+
+/* ---- port scans ---- */
+
+struct synrecv {
+	char raddr[46];
+	struct dnet_ports *ports;
+	int nports;
+};
+
+static void check_synrecv(struct agent_ctx *ctx, struct sn *n, const cJSON *socks)
+{
+	/* Group half-open connections by remote address; a scan holds many
+	 * local ports half-open at once. Few addresses do this: a small
+	 * linear table is enough. */
+	enum { MAX_REMOTES = 16 };
+	struct synrecv r[MAX_REMOTES];
+	int nr = 0;
+	const cJSON *o;
+	cJSON_ArrayForEach(o, socks) {
+		struct dsock s;
+		dsock_from(o, &s);
+		if (!s.tcp || (strcmp(s.state, "SYN_RECV") != 0 && strcmp(s.state, "NEW_SYN_RECV") != 0))
+			continue;
+		int i = 0;
+		while (i < nr && strcmp(r[i].raddr, s.raddr) != 0)
+			i++;
+		if (i == nr) {
+			if (nr == MAX_REMOTES)
+				continue;
+			snprintf(r[nr].raddr, sizeof(r[nr].raddr), "%s", s.raddr);
+			r[nr].ports = calloc(1, sizeof(struct dnet_ports));
+			r[nr].nports = 0;
+			if (!r[nr].ports)
+				continue;
+			nr++;
+		}
+		if (!dnet_ports_has(r[i].ports, s.lport)) {
+			r[i].ports->bits[s.lport >> 3] |= (uint8_t)(1u << (s.lport & 7));
+			r[i].nports++;
+		}
+	}
+	long need = config_int(agent_config(ctx), "SuspiciousNetwork_ScanPorts");
+	for (int i = 0; i < nr; i++) {
+		if (r[i].nports >= need) {
+			char inc[96];
+			dincident_addr(ctx, "syn:", r[i].raddr, inc, sizeof(inc));
+			struct scanner *sc = dlru_get(&n->scanners, inc, true, NULL);
+			if (sc && !sc->alerted) {
+				sc->alerted = true;
+				cJSON *e = cJSON_CreateObject();
+				cJSON_AddStringToObject(e, "RemoteAddress", r[i].raddr);
+				cJSON_AddNumberToObject(e, "HalfOpenPorts", r[i].nports);
+				cJSON *ports = cJSON_AddArrayToObject(e, "LocalPorts");
+				for (long p = 0, k = 0; p < 65536 && k < 20; p++)
+					if (dnet_ports_has(r[i].ports, p) && ++k)
+						cJSON_AddItemToArray(ports, cJSON_CreateNumber((double)p));
+				struct alert a = {
+					.name = "PortScan",
+					.severity = "Medium",
+					.description = "one address holds many local ports half-open at once (SYN scan)",
+					.remediation = "Block the scanning address at the firewall and make sure only the "
+						       "services the device needs listen on external interfaces.",
+					.mitre = "T1046",
+					.incident = inc,
+					.evidence = e,
+				};
+				agent_alert(ctx, &a);
+			}
+			if (sc)
+				sc->seen_ms = n->socket_ms;
+		}
+		free(r[i].ports);
+	}
+}
+
+static void on_counters(struct agent_ctx *ctx, struct sn *n, const cJSON *c)
+{
+	const cJSON *tcp = cJSON_GetObjectItemCaseSensitive(c, "Tcp");
+	const cJSON *udp = cJSON_GetObjectItemCaseSensitive(c, "Udp");
+	const cJSON *icmp = cJSON_GetObjectItemCaseSensitive(c, "Icmp");
+	double rsts = dfield_num(tcp, "OutRsts", 0), noports = dfield_num(udp, "NoPorts", 0);
+	double unreach = dfield_num(icmp, "OutDestUnreachs", 0);
+	double refused = rsts + noports + unreach;
+	long long ms = (long long)dfield_num(c, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	if (!n->have_counters || refused < n->prev_refused || ms <= n->prev_ms) {
+		/* first sample, or counters reset (reboot, namespace change) */
+		n->have_counters = true;
+		n->prev_refused = refused;
+		n->prev_ms = ms;
+		return;
+	}
+	if (ms - n->prev_ms < 1000)
+		return;
+	double per_min = (refused - n->prev_refused) * 60000.0 / (double)(ms - n->prev_ms);
+	long threshold = config_int(agent_config(ctx), "SuspiciousNetwork_ScanThreshold");
+	if (per_min > (double)threshold) {
+		n->quiet_samples = 0;
+		if (!n->scanning) {
+			n->scanning = true;
+			cJSON *e = cJSON_CreateObject();
+			cJSON_AddNumberToObject(e, "RefusedPerMinute", (double)(long long)per_min);
+			cJSON_AddNumberToObject(e, "Threshold", (double)threshold);
+			cJSON_AddNumberToObject(e, "WindowSeconds", (double)((ms - n->prev_ms) / 1000));
+			cJSON_AddNumberToObject(e, "OutRsts", rsts);
+			cJSON_AddNumberToObject(e, "UdpNoPorts", noports);
+			cJSON_AddNumberToObject(e, "OutDestUnreachs", unreach);
+			struct alert a = {
+				.name = "PortScan",
+				.severity = "Medium",
+				.description = "the device refuses connection attempts to closed ports at a scan's rate",
+				.remediation = "Find the source in firewall logs and block it; a scan usually precedes "
+					       "an attack on whatever service answers.",
+				.mitre = "T1046",
+				.incident = "refused-connections",
+				.evidence = e,
+			};
+			agent_alert(ctx, &a);
+		}
+	} else if (n->scanning && ++n->quiet_samples >= 2) {
+		n->scanning = false;
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddNumberToObject(e, "RefusedPerMinute", (double)(long long)per_min);
+		agent_alert_end(ctx, "PortScan", "refused-connections", e);
+	}
+	n->prev_refused = refused;
+	n->prev_ms = ms;
+}
+
+/* ---- threat intelligence ---- */
+
+static void check_intel(struct agent_ctx *ctx, struct sn *n, const struct dsock *s)
+{
+	const struct dnet_cidr *hit = dnet_set_match_text(&n->threat, s->raddr);
+	if (!hit)
+		return;
+	char inc[96];
+	dincident_addr(ctx, "", s->raddr, inc, sizeof(inc));
+	struct intel_hit *h = dlru_get(&n->intel, inc, true, NULL);
+	if (!h)
+		return;
+	bool fresh = h->seen_ms == 0;
+	h->seen_ms = n->socket_ms;
+	if (!fresh)
+		return;
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "RemoteAddress", s->raddr);
+	cJSON_AddNumberToObject(e, "RemotePort", (double)s->rport);
+	cJSON_AddNumberToObject(e, "LocalPort", (double)s->lport);
+	cJSON_AddStringToObject(e, "Protocol", s->proto);
+	cJSON_AddStringToObject(e, "State", s->state);
+	add_process(e, n, s->pid);
+	if (!config_bool(agent_config(ctx), "Agent_MaskRemoteAddresses")) {
+		char net[64];
+		dnet_cidr_format(hit, net, sizeof(net));
+		cJSON_AddStringToObject(e, "MatchedEntry", net);
+	}
+	struct alert a = {
+		.name = "ThreatIntelConnection",
+		.severity = "High",
+		.description = "a connection with an address on the threat-intelligence list",
+		.remediation = "Find what the process talks to and why; block the address and look for the way the "
+			       "process was started (persistence, a dropped binary).",
+		.mitre = "T1071",
+		.incident = inc,
+		.evidence = e,
+	};
+	agent_alert(ctx, &a);
+}
+
+/* ---- reverse shells ---- */
+
+static int cmp_conn(const void *a, const void *b)
+{
+	double x = ((const struct conn *)a)->inode, y = ((const struct conn *)b)->inode;
+	return (x > y) - (x < y);
+}
+
+static const struct conn *find_conn(const struct sn *n, double inode)
+{
+	struct conn key = { .inode = inode };
+	return bsearch(&key, n->conns, n->nconns, sizeof(key), cmp_conn);
+}
+
+static void on_process(struct agent_ctx *ctx, struct sn *n, const cJSON *p)
+{
+	long pid = (long)dfield_num(p, "ProcessId", 0);
+	long long ms = (long long)dfield_num(p, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	if (pid <= 0)
+		return;
+	n->process_ms = ms;
+	char key[24];
+	snprintf(key, sizeof(key), "%ld", pid);
+	struct pid_info *info = dlru_get(&n->pids, key, true, NULL);
+	if (info) {
+		info->seen_ms = ms;
+		info->uid = (long)dfield_num(p, "Uid", -1);
+		snprintf(info->name, sizeof(info->name), "%s", dfield_str(p, "Name"));
+		snprintf(info->exe, sizeof(info->exe), "%s", dfield_str(p, "Executable"));
+		snprintf(info->cmdline, sizeof(info->cmdline), "%s", dfield_str(p, "CommandLine"));
+	}
+	const cJSON *std = cJSON_GetObjectItemCaseSensitive(p, "SocketInodes");
+	if (!cJSON_GetArraySize(std))
+		return;
+	if (!dname_listed(agent_config(ctx), "SuspiciousNetwork_ShellNames", dfield_str(p, "Executable"),
+			  dfield_str(p, "Name")))
+		return;
+	struct shell *sh = dlru_get(&n->shells, key, true, NULL);
+	if (!sh)
+		return;
+	sh->pid = pid;
+	sh->seen_ms = ms;
+	memset(sh->inodes, 0, sizeof(sh->inodes));
+	const cJSON *pair;
+	cJSON_ArrayForEach(pair, std) {
+		if (cJSON_IsArray(pair) && cJSON_GetArraySize(pair) == 2) {
+			double fd = cJSON_GetArrayItem(pair, 0)->valuedouble;
+			if (fd >= 0 && fd <= 2)
+				sh->inodes[(int)fd] = cJSON_GetArrayItem(pair, 1)->valuedouble;
+		}
+	}
+}
+
+static void check_shells(struct agent_ctx *ctx, struct sn *n)
+{
+	struct shell *next;
+	for (struct shell *sh = dlru_next(&n->shells, NULL); sh; sh = next) {
+		next = dlru_next(&n->shells, sh);
+		char inc[32];
+		snprintf(inc, sizeof(inc), "pid:%ld", sh->pid);
+		const struct conn *c = NULL;
+		int fdmask = 0;
+		for (int fd = 0; fd < 3; fd++) {
+			const struct conn *x = sh->inodes[fd] > 0 ? find_conn(n, sh->inodes[fd]) : NULL;
+			if (x) {
+				c = x;
+				fdmask |= 1 << fd;
+			}
+		}
+		bool gone = sh->seen_ms + 5000 < n->process_ms;
+		if (gone || (!c && n->socket_ms > sh->seen_ms)) {
+			if (sh->alerted) {
+				cJSON *e = cJSON_CreateObject();
+				cJSON_AddNumberToObject(e, "ProcessId", (double)sh->pid);
+				agent_alert_end(ctx, "ReverseShell", inc, e);
+			}
+			dlru_remove(&n->shells, sh);
+			continue;
+		}
+		if (!c || sh->alerted)
+			continue;
+		sh->alerted = true;
+		cJSON *e = cJSON_CreateObject();
+		add_process(e, n, sh->pid);
+		cJSON_AddStringToObject(e, "RemoteAddress", c->raddr);
+		cJSON_AddNumberToObject(e, "RemotePort", (double)c->rport);
+		cJSON_AddNumberToObject(e, "LocalPort", (double)c->lport);
+		cJSON_AddNumberToObject(e, "SocketInode", c->inode);
+		cJSON *fds = cJSON_AddArrayToObject(e, "Fds");
+		for (int fd = 0; fd < 3; fd++)
+			if (fdmask & (1 << fd))
+				cJSON_AddItemToArray(fds, cJSON_CreateNumber(fd));
+		struct alert a = {
+			.name = "ReverseShell",
+			.severity = "Critical",
+			.description = "a shell or interpreter whose standard input or output is a TCP connection to "
+				       "another host",
+			.remediation = "Kill the process and block the remote address; someone has interactive control "
+				       "of the device: find how the shell was started (a vulnerable service, a "
+				       "dropped script) and rebuild trust in the device.",
+			.mitre = "T1059",
+			.incident = inc,
+			.evidence = e,
+		};
+		agent_alert(ctx, &a);
+	}
+}
+
+/* ---- the socket table ---- */
+
+static void on_sockets(struct agent_ctx *ctx, struct sn *n, const cJSON *sample)
+{
+	n->socket_ms = (long long)dfield_num(sample, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	const cJSON *socks = cJSON_GetObjectItemCaseSensitive(sample, "Sockets");
+	n->nconns = 0;
+	bool intel = n->threat.len > 0;
+	const cJSON *o;
+	cJSON_ArrayForEach(o, socks) {
+		struct dsock s;
+		dsock_from(o, &s);
+		if (dsock_listening(&s)) {
+			/* Ephemeral UDP ports are clients (resolvers), not services. */
+			if (s.tcp || s.lport < 32768)
+				check_listener(ctx, n, &s);
+			continue;
+		}
+		if (!dsock_remote(&s))
+			continue;
+		if (intel)
+			check_intel(ctx, n, &s);
+		if (s.tcp && strcmp(s.state, "ESTABLISHED") == 0 && n->nconns < MAX_CONNS) {
+			struct conn *c = &n->conns[n->nconns++];
+			c->inode = s.inode;
+			c->lport = s.lport;
+			c->rport = s.rport;
+			c->pid = s.pid;
+			snprintf(c->raddr, sizeof(c->raddr), "%s", s.raddr);
+		}
+	}
+	qsort(n->conns, n->nconns, sizeof(*n->conns), cmp_conn);
+	n->have_baseline = true;
+	check_synrecv(ctx, n, socks);
+}
+
+static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
+{
+	struct sn *n = state;
+	if (strcmp(event, "SocketSample") == 0)
+		on_sockets(ctx, n, entry);
+	else if (strcmp(event, "ProcessSample") == 0)
+		on_process(ctx, n, entry);
+	else if (strcmp(event, "NetworkCounters") == 0)
+		on_counters(ctx, n, entry);
+}
+
+/* End incidents whose listener, scanner or connection was not in the
+ * latest socket table. */
+static void expire(struct agent_ctx *ctx, struct sn *n, struct dlru *m, const char *name, long long seen_off)
+{
+	void *next;
+	for (void *v = dlru_next(m, NULL); v; v = next) {
+		next = dlru_next(m, v);
+		long long seen = *(const long long *)((const char *)v + seen_off);
+		if (seen >= n->socket_ms)
+			continue;
+		agent_alert_end(ctx, name, dlru_key(m, v), NULL);
+		dlru_remove(m, v);
+	}
+}
+
+static void tick(struct agent_ctx *ctx, void *state)
+{
+	struct sn *n = state;
+	check_shells(ctx, n);
+	expire(ctx, n, &n->listeners, "UnexpectedListeningPort", offsetof(struct listener, seen_ms));
+	expire(ctx, n, &n->scanners, "PortScan", offsetof(struct scanner, seen_ms));
+	expire(ctx, n, &n->intel, "ThreatIntelConnection", offsetof(struct intel_hit, seen_ms));
+}
+
+const struct detector detector_suspicious_network = {
+	.name = "suspicious_network",
+	.keys = keys,
+	.init = init,
+	.on_entry = on_entry,
+	.tick = tick,
+	.configure = configure,
+	.fini = fini,
+};
