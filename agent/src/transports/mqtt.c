@@ -1,0 +1,188 @@
+//feature: transport mqtt ON
+//summary: Plain MQTT broker: security messages to one topic, QoS 1, TLS optional (CA, client certificate), username/password from a file, on-disk spool
+//libs: libmosquitto libssl libcrypto
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+
+#include "core/agent.h"
+#include "lib/connstr.h"
+#include "lib/mqtt_link.h"
+
+static const struct config_key keys[] = {
+	{ "Mqtt_Host", CFG_STRING, "", 0, 255, NULL, "broker host name or address (required)", NULL },
+	{ "Mqtt_Port", CFG_INT, "8883", 1, 65535, NULL, "broker port", NULL },
+	{ "Mqtt_Topic", CFG_STRING, "defender-iot/security", 1, 512, NULL,
+	  "topic of the security messages; \"{client}\" is replaced by the client id", NULL },
+	{ "Mqtt_ClientId", CFG_STRING, "", 0, 128, NULL, "MQTT client id; empty: defender-iot-<host name>", NULL },
+	{ "Mqtt_Tls", CFG_BOOL, "true", 0, 0, NULL, "connect over TLS (the server certificate is always verified)",
+	  NULL },
+	{ "Mqtt_CaFile", CFG_STRING, "/etc/ssl/certs/ca-certificates.crt", 0, 1024, NULL,
+	  "CA bundle that must have signed the broker's certificate", NULL },
+	{ "Mqtt_CertificateFile", CFG_STRING, "", 0, 1024, NULL, "client certificate (PEM); empty: none", NULL },
+	{ "Mqtt_PrivateKeyFile", CFG_STRING, "", 0, 1024, NULL, "its private key (PEM, mode 600)", NULL },
+	{ "Mqtt_CredentialsFile", CFG_STRING, "", 0, 1024, NULL,
+	  "file (mode 600) whose first line is the user name and second line the password; empty: none", NULL },
+	MQTT_LINK_KEYS("Mqtt_"),
+	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
+};
+
+struct mqtt {
+	struct agent_ctx *ctx;
+	struct mqtt_link *link;
+	char topic[600];
+};
+
+static int params(struct mqtt *q, struct mqtt_link_params *p)
+{
+	const struct agent_config *cfg = agent_config(q->ctx);
+	memset(p, 0, sizeof(*p));
+	const char *host = config_string(cfg, "Mqtt_Host");
+	if (!*host) {
+		agent_log(q->ctx, "error", "Mqtt_Host is not set: the mqtt transport needs a broker address");
+		return -1;
+	}
+	snprintf(p->host, sizeof(p->host), "%s", host);
+	snprintf(p->tls_name, sizeof(p->tls_name), "%s", host);
+	p->port = (int)config_int(cfg, "Mqtt_Port");
+	p->tls = config_bool(cfg, "Mqtt_Tls");
+	snprintf(p->ca_file, sizeof(p->ca_file), "%s", config_string(cfg, "Mqtt_CaFile"));
+	snprintf(p->cert_file, sizeof(p->cert_file), "%s", config_string(cfg, "Mqtt_CertificateFile"));
+	snprintf(p->key_file, sizeof(p->key_file), "%s", config_string(cfg, "Mqtt_PrivateKeyFile"));
+	const char *id = config_string(cfg, "Mqtt_ClientId");
+	if (*id) {
+		snprintf(p->client_id, sizeof(p->client_id), "%s", id);
+	} else {
+		char hn[64] = "";
+		gethostname(hn, sizeof(hn) - 1);
+		snprintf(p->client_id, sizeof(p->client_id), "defender-iot-%s", hn);
+	}
+	p->clean_session = true;
+	/* The topic with {client} expanded. */
+	const char *t = config_string(cfg, "Mqtt_Topic"), *mark = strstr(t, "{client}");
+	if (mark)
+		snprintf(q->topic, sizeof(q->topic), "%.*s%s%s", (int)(mark - t), t, p->client_id, mark + 8);
+	else
+		snprintf(q->topic, sizeof(q->topic), "%s", t);
+	return 0;
+}
+
+static int prepare(struct agent_ctx *ctx, void *arg, struct mosquitto *m)
+{
+	struct mqtt *q = arg;
+	(void)q;
+	const char *file = config_string(agent_config(ctx), "Mqtt_CredentialsFile");
+	if (!*file)
+		return 0;
+	char err[1200];
+	char *text = secret_file_read(file, 4096, err, sizeof(err));
+	if (!text) {
+		agent_log(ctx, "error", "Mqtt_CredentialsFile: %s", err);
+		return -1;
+	}
+	char *pw = strchr(text, '\n');
+	if (pw) {
+		*pw++ = 0;
+		pw[strcspn(pw, "\r\n")] = 0;
+	}
+	text[strcspn(text, "\r")] = 0;
+	int rc = mosquitto_username_pw_set(m, text, pw);
+	explicit_bzero(text, strlen(text) + (pw ? strlen(pw) + 1 : 0));
+	free(text);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		agent_log(ctx, "error", "Mqtt_CredentialsFile %s: expected a user name line and a password line", file);
+		return -1;
+	}
+	return 0;
+}
+
+static void topic(void *arg, const char *id, char *out, size_t size)
+{
+	(void)id;
+	snprintf(out, size, "%s", ((struct mqtt *)arg)->topic);
+}
+
+static const struct mqtt_link_ops ops = {
+	.prepare = prepare,
+	.topic = topic,
+};
+
+static void fini(void *state)
+{
+	struct mqtt *q = state;
+	if (!q)
+		return;
+	mqtt_link_free(q->link);
+	free(q);
+}
+
+static void *init(struct agent_ctx *ctx)
+{
+	struct mqtt *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->ctx = ctx;
+	struct mqtt_link_params p;
+	if (params(q, &p) != 0) {
+		free(q);
+		return NULL;
+	}
+	q->link = mqtt_link_new(ctx, "mqtt", "Mqtt_", &ops, q);
+	if (!q->link || mqtt_link_configure(q->link, &p) != 0) {
+		fini(q);
+		return NULL;
+	}
+	return q;
+}
+
+static void configure(struct agent_ctx *ctx, void *state)
+{
+	struct mqtt *q = state;
+	struct mqtt_link_params p;
+	if (params(q, &p) != 0 || mqtt_link_configure(q->link, &p) != 0)
+		agent_warn(ctx, "keeping the previous connection settings");
+}
+
+static int publish(struct agent_ctx *ctx, void *state, const char *json, const char *id)
+{
+	(void)ctx;
+	return mqtt_link_publish(((struct mqtt *)state)->link, json, id);
+}
+
+static int pollfds(void *state, struct pollfd *fds, int max)
+{
+	return mqtt_link_pollfds(((struct mqtt *)state)->link, fds, max);
+}
+
+static void on_poll(struct agent_ctx *ctx, void *state, struct pollfd *fds, int n)
+{
+	(void)ctx;
+	mqtt_link_on_poll(((struct mqtt *)state)->link, fds, n);
+}
+
+static int timeout_ms(void *state)
+{
+	return mqtt_link_timeout_ms(((struct mqtt *)state)->link);
+}
+
+static void flush(struct agent_ctx *ctx, void *state, int ms)
+{
+	(void)ctx;
+	mqtt_link_flush(((struct mqtt *)state)->link, ms);
+}
+
+const struct transport transport_mqtt = {
+	.name = "mqtt",
+	.keys = keys,
+	.init = init,
+	.publish = publish,
+	.pollfds = pollfds,
+	.on_poll = on_poll,
+	.timeout_ms = timeout_ms,
+	.flush = flush,
+	.configure = configure,
+	.fini = fini,
+};
