@@ -93,7 +93,7 @@ static int collect(struct agent_ctx *ctx, void *state)
 			continue;
 		uint64_t h = tuple_hash(s);
 		seen[nseen++] = h;
-		if (!bsearch(&h, st->seen, st->nseen, sizeof(h), cmp_u64))
+		if (!st->nseen || !bsearch(&h, st->seen, st->nseen, sizeof(h), cmp_u64))
 			report(ctx, s, pid, procnet_owner_exe(ctx, &owners, pid));
 	}
 	cJSON_AddNumberToObject(sample, "SampleTimeMs", (double)now);
