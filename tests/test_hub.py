@@ -451,3 +451,15 @@ def test_http_api_errors(hub):
     assert e.value.status == 400
     spec = hub.client.request("GET", "/openapi.json")
     assert "/twins/{deviceId}" in spec["paths"] and spec["openapi"].startswith("3.")
+
+
+def test_qos0_message_is_committed_without_further_traffic(hub, clients):
+    key = new_identity(hub, "q0")
+    m = connect(hub, clients, "q0", key=key)
+    m.publish(m.events_topic(), b'{"qos": 0}', qos=0)
+    cli = [sys.executable, "-m", "defender_iot.cli", "hub", "messages", "--data", str(hub.data_dir),
+           "--device", "q0", "--json"]
+    deadline = time.monotonic() + 5
+    while not subprocess.run(cli, check=True, stdout=subprocess.PIPE, text=True).stdout:
+        assert time.monotonic() < deadline, "a QoS 0 message stayed uncommitted"
+        time.sleep(0.2)

@@ -319,9 +319,9 @@ class HubCore:
             self.store.add_message(conn.ident, parse_property_bag(topic[len(events):]), body)
             if qos:
                 self._acks.append((conn, packet.packet_id))
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._flush)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
             return
         if topic.startswith("$iothub/twin/"):
             self._on_twin(conn, topic, body)
