@@ -61,7 +61,7 @@ struct counts {
 	uint32_t distinct[DISTINCT];
 	uint8_t ndistinct;
 	uint8_t nnames;
-	char names[NAMES][48];
+	char names[NAMES][64]; /* user names, or addresses (INET6_ADDRSTRLEN fits) */
 };
 
 struct bf {
