@@ -126,4 +126,40 @@ static inline double h_num(const cJSON *o, const char *path)
 	return strtod(h_str(o, path), NULL);
 }
 
+/* A SocketSample under construction. */
+static char h_sockets[262144];
+
+static inline void h_sock_reset(void)
+{
+	h_sockets[0] = 0;
+}
+
+static inline void h_sock_add(const char *proto, const char *laddr, int lport, const char *raddr, int rport,
+			      const char *st, long inode, int pid)
+{
+	size_t n = strlen(h_sockets);
+	snprintf(h_sockets + n, sizeof(h_sockets) - n,
+		 "%s{\"Protocol\":\"%s\",\"LocalAddress\":\"%s\",\"LocalPort\":%d,\"RemoteAddress\":\"%s\","
+		 "\"RemotePort\":%d,\"State\":\"%s\",\"Inode\":%ld,\"Uid\":0,\"ProcessId\":%d}",
+		 n ? "," : "", proto, laddr, lport, raddr, rport, st, inode, pid);
+}
+
+static inline void h_sock_send(void)
+{
+	h_feed("SocketSample", "{\"Sockets\":[%s],\"SampleTimeMs\":%lld}", h_sockets, H.virtual_ms);
+}
+
+/* A ProcessSample; std and targets are the inner text of the
+ * SocketInodes and FdTargets arrays. */
+static inline void h_process(int pid, const char *name, const char *exe, const char *cmdline, long ticks,
+			     const char *std, const char *targets)
+{
+	h_feed("ProcessSample",
+	       "{\"ProcessId\":%d,\"ParentProcessId\":1,\"Uid\":0,\"Name\":\"%s\",\"Executable\":\"%s\","
+	       "\"ExecutableDeleted\":%s,\"CommandLine\":\"%s\",\"CpuTicks\":%ld,\"ClockTicks\":100,"
+	       "\"SampleTimeMs\":%lld,\"SocketInodes\":[%s],\"FdTargets\":[%s],\"AllSocketInodes\":[]}",
+	       pid, name, exe, strstr(exe, " (deleted)") ? "true" : "false", cmdline, ticks, H.virtual_ms, std,
+	       targets);
+}
+
 #endif

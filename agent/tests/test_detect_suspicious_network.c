@@ -5,72 +5,46 @@
 
 #include <unistd.h>
 
-static char sockets[262144];
-
-static void sock_reset(void)
-{
-	sockets[0] = 0;
-}
-
-static void sock_add(const char *proto, const char *laddr, int lport, const char *raddr, int rport, const char *st,
-		     long inode, int pid)
-{
-	size_t n = strlen(sockets);
-	snprintf(sockets + n, sizeof(sockets) - n,
-		 "%s{\"Protocol\":\"%s\",\"LocalAddress\":\"%s\",\"LocalPort\":%d,\"RemoteAddress\":\"%s\","
-		 "\"RemotePort\":%d,\"State\":\"%s\",\"Inode\":%ld,\"Uid\":0,\"ProcessId\":%d}",
-		 n ? "," : "", proto, laddr, lport, raddr, rport, st, inode, pid);
-}
-
-static void sock_send(void)
-{
-	h_feed("SocketSample", "{\"Sockets\":[%s],\"SampleTimeMs\":%lld}", sockets, H.virtual_ms);
-}
-
 static void listeners(void)
 {
-	sock_add("tcp", "0.0.0.0", 22, "0.0.0.0", 0, "LISTEN", 100, 200);
-	sock_add("tcp6", "::", 443, "::", 0, "LISTEN", 101, 201);
-	sock_add("udp", "0.0.0.0", 53, "0.0.0.0", 0, "CLOSE", 102, 202);
-	sock_add("udp", "0.0.0.0", 45123, "0.0.0.0", 0, "CLOSE", 103, 202); /* resolver client port */
+	h_sock_add("tcp", "0.0.0.0", 22, "0.0.0.0", 0, "LISTEN", 100, 200);
+	h_sock_add("tcp6", "::", 443, "::", 0, "LISTEN", 101, 201);
+	h_sock_add("udp", "0.0.0.0", 53, "0.0.0.0", 0, "CLOSE", 102, 202);
+	h_sock_add("udp", "0.0.0.0", 45123, "0.0.0.0", 0, "CLOSE", 103, 202); /* resolver client port */
 }
 
 static void process(int pid, const char *name, const char *exe, const char *std)
 {
-	h_feed("ProcessSample",
-	       "{\"ProcessId\":%d,\"ParentProcessId\":1,\"Uid\":0,\"Name\":\"%s\",\"Executable\":\"%s\","
-	       "\"ExecutableDeleted\":false,\"CommandLine\":\"%s -i\",\"CpuTicks\":10,\"ClockTicks\":100,"
-	       "\"SampleTimeMs\":%lld,\"SocketInodes\":[%s],\"FdTargets\":[],\"AllSocketInodes\":[]}",
-	       pid, name, exe, name, H.virtual_ms, std);
+	h_process(pid, name, exe, name, 10, std, "");
 }
 
 static void new_listener_alerts_and_ends(void **state)
 {
 	(void)state;
 	h_config("{\"SuspiciousNetwork_AllowedPorts\":\"8080\"}");
-	sock_reset();
+	h_sock_reset();
 	listeners();
-	sock_send(); /* the baseline */
+	h_sock_send(); /* the baseline */
 	h_advance(30);
 	assert_int_equal(h_total(), 0);
 	process(999, "nc", "/usr/bin/nc.openbsd", "");
-	sock_reset();
+	h_sock_reset();
 	listeners();
-	sock_add("tcp", "0.0.0.0", 4444, "0.0.0.0", 0, "LISTEN", 300, 999);
-	sock_add("tcp", "0.0.0.0", 8080, "0.0.0.0", 0, "LISTEN", 301, 998);
-	sock_send();
+	h_sock_add("tcp", "0.0.0.0", 4444, "0.0.0.0", 0, "LISTEN", 300, 999);
+	h_sock_add("tcp", "0.0.0.0", 8080, "0.0.0.0", 0, "LISTEN", 301, 998);
+	h_sock_send();
 	h_advance(30);
 	assert_int_equal(h_count("UnexpectedListeningPort", "Active"), 1);
 	cJSON *a = h_alert("UnexpectedListeningPort", "Active", 0);
 	assert_string_equal(h_str(a, "Severity"), "Medium");
 	assert_int_equal(h_num(a, "Evidence.LocalPort"), 4444);
 	assert_string_equal(h_str(a, "Evidence.Executable"), "/usr/bin/nc.openbsd");
-	sock_send();
+	h_sock_send();
 	h_advance(30);
 	assert_int_equal(h_count("UnexpectedListeningPort", "Active"), 1);
-	sock_reset();
+	h_sock_reset();
 	listeners();
-	sock_send();
+	h_sock_send();
 	h_advance(30);
 	assert_int_equal(h_count("UnexpectedListeningPort", "Ended"), 1);
 }
@@ -78,11 +52,12 @@ static void new_listener_alerts_and_ends(void **state)
 static void telnet_alerts_even_in_the_baseline(void **state)
 {
 	(void)state;
-	sock_reset();
+	h_sock_reset();
 	listeners();
-	sock_add("tcp", "0.0.0.0", 23, "0.0.0.0", 0, "LISTEN", 104, 203);
-	sock_send();
-	sock_send();
+	h_sock_add("tcp", "0.0.0.0", 23, "0.0.0.0", 0, "LISTEN", 104, 203);
+	h_sock_send();
+	assert_int_equal(h_count("UnexpectedListeningPort", "Active"), 1);
+	h_sock_send();
 	h_advance(30);
 	cJSON *a = h_alert("UnexpectedListeningPort", "Active", 0);
 	assert_non_null(a);
@@ -93,12 +68,12 @@ static void telnet_alerts_even_in_the_baseline(void **state)
 static void reverse_shell(void **state)
 {
 	(void)state;
-	sock_reset();
+	h_sock_reset();
 	listeners();
-	sock_send();
-	sock_add("tcp", "10.0.2.15", 41000, "203.0.113.5", 4444, "ESTABLISHED", 5555, 321);
-	sock_add("tcp", "127.0.0.1", 41001, "127.0.0.1", 9000, "ESTABLISHED", 5556, 322);
-	sock_send();
+	h_sock_send();
+	h_sock_add("tcp", "10.0.2.15", 41000, "203.0.113.5", 4444, "ESTABLISHED", 5555, 321);
+	h_sock_add("tcp", "127.0.0.1", 41001, "127.0.0.1", 9000, "ESTABLISHED", 5556, 322);
+	h_sock_send();
 	process(321, "sh", "/bin/busybox", "[0,5555],[1,5555],[2,5555]");
 	process(322, "python3", "/usr/bin/python3.11", "[0,5556],[1,5556]"); /* loopback: a local tool */
 	process(323, "bash", "/bin/bash", "[1,777]");                         /* a unix socket */
@@ -113,9 +88,9 @@ static void reverse_shell(void **state)
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "Evidence"), "Fds")), 3);
 	/* the shell exits: the next samples lack it */
 	h_advance(10);
-	sock_reset();
+	h_sock_reset();
 	listeners();
-	sock_send();
+	h_sock_send();
 	process(322, "python3", "/usr/bin/python3.11", "");
 	h_advance(10);
 	assert_int_equal(h_count("ReverseShell", "Ended"), 1);
@@ -156,14 +131,14 @@ static void port_scan_from_counters(void **state)
 static void port_scan_from_half_open_connections(void **state)
 {
 	(void)state;
-	sock_reset();
+	h_sock_reset();
 	listeners();
-	sock_send();
+	h_sock_send();
 	for (int p = 0; p < 20; p++)
-		sock_add("tcp", "10.0.2.15", 20 + p, "192.0.2.99", 50000, "SYN_RECV", 0, 0);
+		h_sock_add("tcp", "10.0.2.15", 20 + p, "192.0.2.99", 50000, "SYN_RECV", 0, 0);
 	for (int p = 0; p < 5; p++)
-		sock_add("tcp", "10.0.2.15", 443, "198.51.100.1", 40000 + p, "SYN_RECV", 0, 0);
-	sock_send();
+		h_sock_add("tcp", "10.0.2.15", 443, "198.51.100.1", 40000 + p, "SYN_RECV", 0, 0);
+	h_sock_send();
 	h_advance(10);
 	assert_int_equal(h_count("PortScan", "Active"), 1);
 	cJSON *a = h_alert("PortScan", "Active", 0);
@@ -186,13 +161,13 @@ static void threat_intel_inline_and_file(void **state)
 		 path);
 	h_config(cfg);
 	unlink(path);
-	sock_reset();
+	h_sock_reset();
 	listeners();
-	sock_add("tcp", "10.0.2.15", 40000, "198.51.100.7", 443, "ESTABLISHED", 400, 50);
-	sock_add("tcp6", "fd00::2", 40001, "2001:db8:bad::99", 6667, "SYN_SENT", 401, 51);
-	sock_add("tcp", "10.0.2.15", 40002, "203.0.113.200", 80, "ESTABLISHED", 402, 52);
-	sock_add("tcp", "10.0.2.15", 40003, "198.51.100.8", 443, "ESTABLISHED", 403, 53);
-	sock_send();
+	h_sock_add("tcp", "10.0.2.15", 40000, "198.51.100.7", 443, "ESTABLISHED", 400, 50);
+	h_sock_add("tcp6", "fd00::2", 40001, "2001:db8:bad::99", 6667, "SYN_SENT", 401, 51);
+	h_sock_add("tcp", "10.0.2.15", 40002, "203.0.113.200", 80, "ESTABLISHED", 402, 52);
+	h_sock_add("tcp", "10.0.2.15", 40003, "198.51.100.8", 443, "ESTABLISHED", 403, 53);
+	h_sock_send();
 	h_advance(10);
 	assert_int_equal(h_count("ThreatIntelConnection", "Active"), 3);
 	cJSON *a = h_alert("ThreatIntelConnection", "Active", 2);
@@ -213,15 +188,15 @@ static void busy_gateway_is_quiet(void **state)
 	(void)state;
 	char addr[32];
 	for (int round = 0; round < 10; round++) {
-		sock_reset();
+		h_sock_reset();
 		listeners();
 		for (int i = 0; i < 400; i++) {
 			snprintf(addr, sizeof(addr), "%d.%d.%d.%d", 20 + i % 150, (i * 7 + round) % 250, i % 250, 1 + i % 200);
-			sock_add("tcp", "10.0.2.15", 30000 + i, addr, i % 3 ? 443 : 8883, "ESTABLISHED", 10000 + i, 400 + i % 9);
+			h_sock_add("tcp", "10.0.2.15", 30000 + i, addr, i % 3 ? 443 : 8883, "ESTABLISHED", 10000 + i, 400 + i % 9);
 		}
 		for (int i = 0; i < 50; i++)
-			sock_add("tcp", "10.0.2.15", 443, "192.0.2.1", 50000 + i, "ESTABLISHED", 20000 + i, 201);
-		sock_send();
+			h_sock_add("tcp", "10.0.2.15", 443, "192.0.2.1", 50000 + i, "ESTABLISHED", 20000 + i, 201);
+		h_sock_send();
 		process(400, "gatewayd", "/usr/bin/gatewayd", "");
 		process(401, "sh", "/bin/sh", "[0,30],[1,31]"); /* pipes/unix, not in the table */
 		counters(100 + round * 5, 10 + round, 3);

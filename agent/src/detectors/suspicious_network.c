@@ -186,7 +186,8 @@ static void check_listener(struct agent_ctx *ctx, struct sn *n, const struct dso
 	struct dnet_ports *base = s->tcp ? &n->base_tcp : &n->base_udp;
 	if (!n->have_baseline) {
 		base->bits[s->lport >> 3] |= (uint8_t)(1u << (s->lport & 7));
-		return;
+		if (!dnet_ports_has(&n->always, s->lport))
+			return;
 	}
 	if (dnet_ports_has(&n->allowed, s->lport))
 		return;

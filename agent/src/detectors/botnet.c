@@ -1,0 +1,310 @@
+//feature: detector botnet ON
+//summary: Mirai-style botnets: self-deleted or temporary binaries, random names, raw TCP sockets, telnet fan-out, the 48101 lock, watchdog, killed services
+//requires: process network_activity
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/agent.h"
+#include "lib/detect_lru.h"
+#include "lib/detect_net.h"
+#include "lib/detect_proc.h"
+#include "lib/detect_util.h"
+
+static const struct config_key keys[] = {
+	{ "Botnet_TelnetPorts", CFG_LIST, "23,2323", 0, 0, NULL,
+	  "remote ports whose fan-out to many addresses is a worm spreading", dnet_check_ports },
+	{ "Botnet_FanOutThreshold", CFG_INT, "10", 2, 64, NULL,
+	  "distinct remote addresses on Botnet_TelnetPorts within a minute that count as fan-out", NULL },
+	{ "Botnet_LockPorts", CFG_LIST, "48101", 0, 0, NULL,
+	  "loopback listening ports botnets use as a single-instance lock", dnet_check_ports },
+	{ "Botnet_GuardedPorts", CFG_LIST, "22,23,80", 0, 0, NULL,
+	  "services whose listener vanishing after start counts as a botnet killing rivals", dnet_check_ports },
+	{ "Botnet_RawSocketAllowlist", CFG_LIST, "tcpdump", 0, 0, NULL,
+	  "programs allowed to hold raw TCP sockets (globs over the path when they contain '/', else the name)", NULL },
+	{ "Botnet_WatchdogAllowlist", CFG_LIST, "watchdog,watchdogd,procd,systemd,init,wdctl", 0, 0, NULL,
+	  "programs allowed to hold /dev/watchdog besides pid 1", NULL },
+	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
+};
+
+enum { MAX_PIDS = 1024, FANOUT_MAX = 64, NSAMPLE = 5 };
+
+enum indicator {
+	IND_DELETED, IND_TEMP, IND_RANDOM_NAME, IND_RAW_TCP, IND_FANOUT, IND_LOCK, IND_WATCHDOG, IND_COUNT
+};
+static const char *const ind_names[IND_COUNT] = {
+	"deleted-executable", "temporary-executable", "random-name", "raw-tcp-socket",
+	"telnet-fan-out",     "lock-port",            "watchdog-held",
+};
+/* Strong indicators alert alone (they weigh 2); the others need company. */
+static const int ind_weight[IND_COUNT] = { 1, 1, 1, 2, 1, 2, 1 };
+
+struct proc {
+	struct dproc_info p;
+	bool ind[IND_COUNT];
+	long long fan_start_ms;
+	uint32_t fan[FANOUT_MAX];
+	int nfan;
+	char sample[NSAMPLE][46];
+	int nsample;
+	long lock_port;
+	int score;
+	bool alerted;
+	long long socket_ms;       /* last socket sample that showed one of its sockets */
+};
+
+struct bn {
+	struct dlru procs;
+	struct dnet_ports telnet, lock, guarded;
+	bool have_baseline;
+	struct dnet_ports baseline;  /* guarded ports listening at start */
+	long gone[8];
+	int ngone;
+	long long process_ms, socket_ms;
+};
+
+static void configure(struct agent_ctx *ctx, void *state)
+{
+	struct bn *b = state;
+	const struct agent_config *c = agent_config(ctx);
+	dnet_ports_parse(&b->telnet, config_json(c, "Botnet_TelnetPorts"));
+	dnet_ports_parse(&b->lock, config_json(c, "Botnet_LockPorts"));
+	dnet_ports_parse(&b->guarded, config_json(c, "Botnet_GuardedPorts"));
+}
+
+static void *init(struct agent_ctx *ctx)
+{
+	struct bn *b = calloc(1, sizeof(*b));
+	if (b && dlru_init(&b->procs, MAX_PIDS, sizeof(struct proc)) != 0)
+		agent_warn(ctx, "out of memory");
+	return b;
+}
+
+static void fini(void *state)
+{
+	struct bn *b = state;
+	if (!b)
+		return;
+	dlru_free(&b->procs);
+	free(b);
+}
+
+/* Mirai renames itself to a random alphanumeric string unlike its file:
+ * at least 8 characters, letters and digits mixed, and not a part of the
+ * executable's name. */
+static bool random_name(const char *name, const char *exe)
+{
+	size_t n = strlen(name);
+	int digits = 0, letters = 0;
+	if (n < 8 || !*exe)
+		return false;
+	for (const char *c = name; *c; c++) {
+		if (*c >= '0' && *c <= '9')
+			digits++;
+		else if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z'))
+			letters++;
+		else
+			return false;
+	}
+	if (digits < 2 || letters < 2)
+		return false;
+	char base[256];
+	dbasename(exe, base, sizeof(base));
+	return strstr(base, name) == NULL && strncmp(name, base, strlen(base)) != 0;
+}
+
+static void on_sample(struct agent_ctx *ctx, struct bn *b, const cJSON *e)
+{
+	long pid = (long)dfield_num(e, "ProcessId", 0);
+	if (pid <= 0)
+		return;
+	if (!*dfield_str(e, "Executable"))
+		return; /* kernel threads */
+	struct proc *p = dproc_lookup(&b->procs, pid, true);
+	if (!p)
+		return;
+	dproc_fill(&p->p, e);
+	long long ms = (long long)dfield_num(e, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	p->p.seen_ms = ms;
+	if (ms > b->process_ms)
+		b->process_ms = ms;
+	p->ind[IND_DELETED] = p->p.deleted;
+	p->ind[IND_TEMP] = dproc_exe_in_temp(p->p.exe);
+	p->ind[IND_RANDOM_NAME] = random_name(p->p.name, p->p.exe);
+	const cJSON *t;
+	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(e, "FdTargets")) {
+		if (cJSON_IsString(t) && strncmp(t->valuestring, "/dev/watchdog", 13) == 0 && pid != 1 &&
+		    !dname_listed(agent_config(ctx), "Botnet_WatchdogAllowlist", p->p.exe, p->p.name))
+			p->ind[IND_WATCHDOG] = true;
+	}
+}
+
+static void on_sockets(struct agent_ctx *ctx, struct bn *b, const cJSON *sample)
+{
+	b->socket_ms = (long long)dfield_num(sample, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	struct dnet_ports *now = calloc(1, sizeof(*now));
+	const cJSON *o;
+	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(sample, "Sockets")) {
+		struct dsock s;
+		dsock_from(o, &s);
+		if (s.tcp && dsock_listening(&s) && now)
+			now->bits[s.lport >> 3] |= (uint8_t)(1u << (s.lport & 7));
+		if (s.pid <= 0)
+			continue;
+		struct proc *p = NULL;
+		if (s.raw && s.rport == 6) {
+			p = dproc_lookup(&b->procs, s.pid, true);
+			if (p)
+				p->ind[IND_RAW_TCP] = true;
+		} else if (s.tcp && dsock_listening(&s) && dnet_ports_has(&b->lock, s.lport) &&
+			   dnet_text_is_local(s.laddr) && strcmp(s.laddr, "0.0.0.0") != 0 && strcmp(s.laddr, "::") != 0) {
+			p = dproc_lookup(&b->procs, s.pid, true);
+			if (p) {
+				p->ind[IND_LOCK] = true;
+				p->lock_port = s.lport;
+			}
+		} else if (s.tcp && dnet_ports_has(&b->telnet, s.rport) && dsock_remote(&s) &&
+			   (strcmp(s.state, "SYN_SENT") == 0 || strcmp(s.state, "ESTABLISHED") == 0)) {
+			p = dproc_lookup(&b->procs, s.pid, true);
+			if (!p)
+				continue;
+			if (b->socket_ms - p->fan_start_ms > 60000) {
+				p->fan_start_ms = b->socket_ms;
+				p->nfan = 0;
+			}
+			uint32_t h = 2166136261u;
+			for (const char *c = s.raddr; *c; c++)
+				h = (h ^ (unsigned char)*c) * 16777619u;
+			bool seen = false;
+			for (int i = 0; i < p->nfan; i++)
+				seen |= p->fan[i] == h;
+			if (!seen && p->nfan < FANOUT_MAX) {
+				p->fan[p->nfan++] = h;
+				if (p->nsample < NSAMPLE)
+					snprintf(p->sample[p->nsample++], sizeof(p->sample[0]), "%s", s.raddr);
+			}
+			if (p->nfan >= config_int(agent_config(ctx), "Botnet_FanOutThreshold"))
+				p->ind[IND_FANOUT] = true;
+		}
+		if (p)
+			p->socket_ms = b->socket_ms;
+	}
+	if (!now)
+		return;
+	if (!b->have_baseline) {
+		for (size_t i = 0; i < sizeof(now->bits); i++)
+			b->baseline.bits[i] = now->bits[i] & b->guarded.bits[i];
+		b->have_baseline = true;
+	} else {
+		b->ngone = 0;
+		for (long port = 0; port < 65536 && b->ngone < 8; port++)
+			if (dnet_ports_has(&b->baseline, port) && !dnet_ports_has(now, port))
+				b->gone[b->ngone++] = port;
+	}
+	free(now);
+}
+
+static void end_incident(struct agent_ctx *ctx, struct proc *p)
+{
+	if (p->alerted)
+		dproc_end(ctx, "Botnet", p->p.pid);
+	p->alerted = false;
+}
+
+static void evaluate(struct agent_ctx *ctx, struct bn *b, struct proc *p)
+{
+	if (p->alerted || !p->p.seen_ms)
+		return;
+	/* raw-socket holders on the allowlist are not indicators */
+	if (p->ind[IND_RAW_TCP] && dname_listed(agent_config(ctx), "Botnet_RawSocketAllowlist", p->p.exe, p->p.name))
+		p->ind[IND_RAW_TCP] = false;
+	int score = 0;
+	for (int i = 0; i < IND_COUNT; i++)
+		score += p->ind[i] ? ind_weight[i] : 0;
+	/* Rival services killed is a device-wide sign: it adds to any process
+	 * that already has one of its own. */
+	bool killer = score > 0 && b->ngone > 0;
+	score += killer;
+	if (score < 2)
+		return;
+	p->alerted = true;
+	cJSON *e = cJSON_CreateObject();
+	dproc_evidence(e, &p->p);
+	cJSON *ind = cJSON_AddArrayToObject(e, "Indicators");
+	for (int i = 0; i < IND_COUNT; i++)
+		if (p->ind[i])
+			cJSON_AddItemToArray(ind, cJSON_CreateString(ind_names[i]));
+	if (killer)
+		cJSON_AddItemToArray(ind, cJSON_CreateString("services-killed"));
+	cJSON_AddNumberToObject(e, "Score", score);
+	if (p->nfan) {
+		cJSON_AddNumberToObject(e, "FanOutCount", p->nfan);
+		cJSON *ra = cJSON_AddArrayToObject(e, "RemoteAddresses");
+		for (int i = 0; i < p->nsample; i++)
+			cJSON_AddItemToArray(ra, cJSON_CreateString(p->sample[i]));
+	}
+	if (p->ind[IND_LOCK])
+		cJSON_AddNumberToObject(e, "LockPort", (double)p->lock_port);
+	if (killer) {
+		cJSON *g = cJSON_AddArrayToObject(e, "ServicesGone");
+		for (int i = 0; i < b->ngone; i++)
+			cJSON_AddItemToArray(g, cJSON_CreateNumber((double)b->gone[i]));
+	}
+	char inc[32], desc[200];
+	snprintf(inc, sizeof(inc), "pid:%ld", p->p.pid);
+	snprintf(desc, sizeof(desc), "process '%.31s' behaves like a Mirai-style bot (score %d)", p->p.name, score);
+	struct alert a = {
+		.name = "Botnet",
+		.severity = score >= 4 ? "Critical" : "High",
+		.description = desc,
+		.remediation = "Isolate the device, kill the process and reboot (Mirai-style bots live in memory); "
+			       "change every default or weak password, disable telnet and close the ports it came "
+			       "through before reconnecting the device.",
+		.mitre = "T1583.005",
+		.incident = inc,
+		.evidence = e,
+	};
+	agent_alert(ctx, &a);
+}
+
+static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
+{
+	struct bn *b = state;
+	if (strcmp(event, "ProcessSample") == 0) {
+		on_sample(ctx, b, entry);
+	} else if (strcmp(event, "SocketSample") == 0) {
+		on_sockets(ctx, b, entry);
+	} else if (strcmp(event, "Process") == 0 && strcmp(dfield_str(entry, "EventType"), "Exit") == 0) {
+		struct proc *p = dproc_lookup(&b->procs, (long)dfield_num(entry, "ProcessId", 0), false);
+		if (p) {
+			end_incident(ctx, p);
+			dlru_remove(&b->procs, p);
+		}
+	}
+}
+
+static void tick(struct agent_ctx *ctx, void *state)
+{
+	struct bn *b = state;
+	struct proc *next;
+	for (struct proc *p = dlru_next(&b->procs, NULL); p; p = next) {
+		next = dlru_next(&b->procs, p);
+		bool gone = dproc_gone(&p->p, p->socket_ms, b->process_ms, b->socket_ms);
+		if (gone) {
+			end_incident(ctx, p);
+			dlru_remove(&b->procs, p);
+			continue;
+		}
+		evaluate(ctx, b, p);
+	}
+}
+
+const struct detector detector_botnet = {
+	.name = "botnet",
+	.keys = keys,
+	.init = init,
+	.on_entry = on_entry,
+	.tick = tick,
+	.configure = configure,
+	.fini = fini,
+};

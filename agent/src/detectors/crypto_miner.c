@@ -1,0 +1,256 @@
+//feature: detector crypto_miner ON
+//summary: Crypto miners: miner names and command lines, mining-pool ports, sustained CPU, binaries in temporary places
+//requires: process network_activity
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/agent.h"
+#include "lib/detect_lru.h"
+#include "lib/detect_net.h"
+#include "lib/detect_proc.h"
+#include "lib/detect_util.h"
+
+static const struct config_key keys[] = {
+	{ "CryptoMiner_ProcessNames", CFG_LIST,
+	  "xmrig*,xmr-stak*,minerd,cpuminer*,ccminer,cgminer,bfgminer,sgminer,ethminer,nbminer,t-rex,lolminer,"
+	  "srbminer*,nanominer,phoenixminer,teamredminer,gminer,nheqminer,xmr-node-proxy,wildrig*,kawpowminer,"
+	  "cryptonight",
+	  0, 0, NULL, "process or executable names of known miners (globs)", NULL },
+	{ "CryptoMiner_CommandLinePatterns", CFG_LIST,
+	  "stratum+tcp://,stratum+ssl://,stratum+tls://,stratum2+tcp://,--donate-level,randomx,--cpu-priority,"
+	  "nicehash",
+	  0, 0, NULL, "command-line fragments of miners (case-insensitive)", NULL },
+	{ "CryptoMiner_PoolPorts", CFG_LIST, "3333-3336,4444,5555,5556,6666,7777,7778,8333,8888,9999,14433,14444,45560,45700",
+	  0, 0, NULL, "remote ports of mining pools", dnet_check_ports },
+	{ "CryptoMiner_CpuPercent", CFG_INT, "80", 1, 10000, NULL,
+	  "share of one core (percent) a process must hold to count as sustained CPU use", NULL },
+	{ "CryptoMiner_CpuSeconds", CFG_INT, "300", 10, 86400, NULL,
+	  "how long (seconds) a process must hold CryptoMiner_CpuPercent", NULL },
+	{ "CryptoMiner_Allowlist", CFG_LIST, "", 0, 0, NULL,
+	  "programs never reported (globs over the executable path when they contain '/', else over the name), "
+	  "e.g. \"/usr/bin/cc1*,make\"",
+	  NULL },
+	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
+};
+
+enum { MAX_PIDS = 1024 };
+
+struct proc {
+	struct dproc_info p;
+	double last_ticks;
+	long long last_ms;
+	long long high_since_ms;   /* 0: below the CPU threshold */
+	double cpu_pct;
+	long long pool_ms;         /* socket sample that last saw a pool connection */
+	char pool_addr[46];
+	long pool_port;
+	bool alerted;
+	/* name checks, done once per configuration and command line */
+	unsigned gen;
+	bool allowed, named;
+	char pattern[64];
+};
+
+struct cm {
+	struct dlru procs;
+	struct dnet_ports pool_ports;
+	unsigned gen;
+	long long process_ms, socket_ms;
+};
+
+static void configure(struct agent_ctx *ctx, void *state)
+{
+	struct cm *m = state;
+	dnet_ports_parse(&m->pool_ports, config_json(agent_config(ctx), "CryptoMiner_PoolPorts"));
+	m->gen = m->gen + 1 ? m->gen + 1 : 1;
+}
+
+static void *init(struct agent_ctx *ctx)
+{
+	struct cm *m = calloc(1, sizeof(*m));
+	if (m && dlru_init(&m->procs, MAX_PIDS, sizeof(struct proc)) != 0)
+		agent_warn(ctx, "out of memory");
+	return m;
+}
+
+static void fini(void *state)
+{
+	struct cm *m = state;
+	if (!m)
+		return;
+	dlru_free(&m->procs);
+	free(m);
+}
+
+static void on_sample(struct agent_ctx *ctx, struct cm *m, const cJSON *e)
+{
+	long pid = (long)dfield_num(e, "ProcessId", 0);
+	if (pid <= 0)
+		return;
+	struct proc *p = dproc_lookup(&m->procs, pid, true);
+	if (!p)
+		return;
+	long long ms = (long long)dfield_num(e, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	double ticks = dfield_num(e, "CpuTicks", 0), hz = dfield_num(e, "ClockTicks", 100);
+	const char *exe = dfield_str(e, "Executable");
+	if (p->p.seen_ms && strcmp(exe, p->p.exe) != 0 && !p->alerted) {
+		/* the pid was reused or the process exec'd: start over */
+		memset(p, 0, sizeof(*p));
+	}
+	if (strcmp(dfield_str(e, "CommandLine"), p->p.cmdline) != 0 || strcmp(dfield_str(e, "Name"), p->p.name) != 0)
+		p->gen = 0;
+	dproc_fill(&p->p, e);
+	p->p.seen_ms = ms;
+	if (ms > m->process_ms)
+		m->process_ms = ms;
+	if (p->last_ms && ms > p->last_ms && ticks >= p->last_ticks && hz > 0) {
+		p->cpu_pct = (ticks - p->last_ticks) / hz * 100000.0 / (double)(ms - p->last_ms);
+		long need = config_int(agent_config(ctx), "CryptoMiner_CpuPercent");
+		if (p->cpu_pct >= (double)need) {
+			if (!p->high_since_ms)
+				p->high_since_ms = p->last_ms;
+		} else {
+			p->high_since_ms = 0;
+		}
+	}
+	p->last_ticks = ticks;
+	p->last_ms = ms;
+}
+
+static void on_sockets(struct agent_ctx *ctx, struct cm *m, const cJSON *sample)
+{
+	m->socket_ms = (long long)dfield_num(sample, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	const cJSON *o;
+	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(sample, "Sockets")) {
+		struct dsock s;
+		dsock_from(o, &s);
+		if (!s.tcp || s.pid <= 0 || !dnet_ports_has(&m->pool_ports, s.rport) || !dsock_remote(&s))
+			continue;
+		struct proc *p = dproc_lookup(&m->procs, s.pid, true);
+		if (!p)
+			continue;
+		p->pool_ms = m->socket_ms;
+		p->pool_port = s.rport;
+		snprintf(p->pool_addr, sizeof(p->pool_addr), "%s", s.raddr);
+	}
+}
+
+static const char *matching_pattern(const struct agent_config *cfg, const char *cmdline)
+{
+	const char *const *items;
+	size_t n = config_list(cfg, "CryptoMiner_CommandLinePatterns", &items);
+	for (size_t i = 0; i < n; i++)
+		if (dcontains_nocase(cmdline, items[i]))
+			return items[i];
+	return NULL;
+}
+
+static void end_incident(struct agent_ctx *ctx, struct proc *p)
+{
+	if (p->alerted)
+		dproc_end(ctx, "CryptoMiner", p->p.pid);
+	p->alerted = false;
+}
+
+static void evaluate(struct agent_ctx *ctx, struct cm *m, struct proc *p)
+{
+	const struct agent_config *cfg = agent_config(ctx);
+	if (p->alerted || !p->p.seen_ms)
+		return;
+	if (p->gen != m->gen) {
+		p->gen = m->gen;
+		p->allowed = dname_listed(cfg, "CryptoMiner_Allowlist", p->p.exe, p->p.name);
+		p->named = dname_listed(cfg, "CryptoMiner_ProcessNames", p->p.exe, p->p.name);
+		const char *pat = matching_pattern(cfg, p->p.cmdline);
+		snprintf(p->pattern, sizeof(p->pattern), "%s", pat ? pat : "");
+	}
+	if (p->allowed)
+		return;
+	const char *pattern = *p->pattern ? p->pattern : NULL;
+	long long high_ms = p->high_since_ms ? p->last_ms - p->high_since_ms : 0;
+	bool cpu = p->high_since_ms && high_ms >= config_int(cfg, "CryptoMiner_CpuSeconds") * 1000;
+	bool pool = p->pool_ms && p->pool_ms + 60000 >= m->socket_ms;
+	bool temp = p->p.deleted || dproc_exe_in_temp(p->p.exe);
+	int strong = p->named + (pattern != NULL), medium = cpu, weak = pool + temp;
+	/* Scoring (docs/alerts.md): a miner's name or command line alone;
+	 * sustained CPU alone; or two weak signs together. */
+	if (!strong && !medium && weak < 2)
+		return;
+	cJSON *ind = cJSON_CreateArray();
+	const char *names[] = { "miner-name", "miner-command-line", "sustained-cpu", "pool-port", "temporary-executable" };
+	bool has[] = { p->named, pattern != NULL, cpu, pool, temp };
+	for (int i = 0; i < 5; i++)
+		if (has[i])
+			cJSON_AddItemToArray(ind, cJSON_CreateString(names[i]));
+	p->alerted = true;
+	cJSON *e = cJSON_CreateObject();
+	dproc_evidence(e, &p->p);
+	cJSON_AddItemToObject(e, "Indicators", ind);
+	cJSON_AddNumberToObject(e, "CpuPercent", (double)(long)(p->cpu_pct + 0.5));
+	cJSON_AddNumberToObject(e, "HighCpuSeconds", (double)(high_ms / 1000));
+	if (pattern)
+		cJSON_AddStringToObject(e, "MatchedPattern", pattern);
+	if (pool) {
+		cJSON_AddStringToObject(e, "RemoteAddress", p->pool_addr);
+		cJSON_AddNumberToObject(e, "RemotePort", (double)p->pool_port);
+	}
+	char inc[32], desc[200];
+	snprintf(inc, sizeof(inc), "pid:%ld", p->p.pid);
+	snprintf(desc, sizeof(desc), "process '%.31s' looks like a crypto miner (%d strong, %d CPU, %d weak signs)",
+		 p->p.name, strong, medium, weak);
+	struct alert a = {
+		.name = "CryptoMiner",
+		.severity = strong || weak >= 2 || (medium && weak) ? "High" : "Medium",
+		.description = desc,
+		.remediation = "Kill the process, delete its executable and look for how it persists (cron, init "
+			       "scripts, a changed service); if it is a legitimate heavy job, add it to "
+			       "CryptoMiner_Allowlist.",
+		.mitre = "T1496",
+		.incident = inc,
+		.evidence = e,
+	};
+	agent_alert(ctx, &a);
+}
+
+static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
+{
+	struct cm *m = state;
+	if (strcmp(event, "ProcessSample") == 0) {
+		on_sample(ctx, m, entry);
+	} else if (strcmp(event, "SocketSample") == 0) {
+		on_sockets(ctx, m, entry);
+	} else if (strcmp(event, "Process") == 0 && strcmp(dfield_str(entry, "EventType"), "Exit") == 0) {
+		struct proc *p = dproc_lookup(&m->procs, (long)dfield_num(entry, "ProcessId", 0), false);
+		if (p) {
+			end_incident(ctx, p);
+			dlru_remove(&m->procs, p);
+		}
+	}
+}
+
+static void tick(struct agent_ctx *ctx, void *state)
+{
+	struct cm *m = state;
+	struct proc *next;
+	for (struct proc *p = dlru_next(&m->procs, NULL); p; p = next) {
+		next = dlru_next(&m->procs, p);
+		bool gone = dproc_gone(&p->p, p->pool_ms, m->process_ms, m->socket_ms);
+		if (gone) {
+			end_incident(ctx, p);
+			dlru_remove(&m->procs, p);
+			continue;
+		}
+		evaluate(ctx, m, p);
+	}
+}
+
+const struct detector detector_crypto_miner = {
+	.name = "crypto_miner",
+	.keys = keys,
+	.init = init,
+	.on_entry = on_entry,
+	.tick = tick,
+	.configure = configure,
+	.fini = fini,
+};
