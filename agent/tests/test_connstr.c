@@ -50,6 +50,9 @@ static void names_the_bad_field(void **state)
 	expect_error("HostName=h;DeviceId=d;ModuleId=m", "SharedAccessKey is missing");
 	expect_error("HostName=h;DeviceId=d;SharedAccessKey=not*base64", "SharedAccessKey is not valid base64");
 	expect_error("HostName=h;DeviceId=d;SharedAccessKey=QUJDRA==;x509=true", "not both");
+	struct connstr ok;
+	char err[256];
+	assert_int_equal(connstr_parse("HostName=h;DeviceId=d;SharedAccessKey=ab+/cd==", &ok, err, sizeof(err)), 0);
 	expect_error("HostName=h;DeviceId=d;x509=maybe", "x509 must be true or false");
 	expect_error("HostName=h;DeviceId=;SharedAccessKey=QUJDRA==", "DeviceId is empty");
 	expect_error("HostName=h;DeviceId=a/#;SharedAccessKey=QUJDRA==", "DeviceId contains");

@@ -1,9 +1,11 @@
 //feature: transport local ON
-//summary: Local output: security messages as JSON lines to a file or standard output
+//summary: Local output: security messages as JSON lines to a file or standard output, or to a UNIX socket
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "core/agent.h"
@@ -11,17 +13,32 @@
 static const struct config_key keys[] = {
 	{ "Local_Path", CFG_STRING, "-", 0, 1024, NULL,
 	  "file that receives one JSON security message per line; \"-\" is standard output", NULL },
+	{ "Local_Socket", CFG_STRING, "", 0, 107, NULL,
+	  "UNIX socket (datagram: one message per datagram; stream: one JSON line per message) that receives "
+	  "the messages instead of Local_Path; empty: none", NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
 
 struct local {
 	int fd;
 	char path[1024];
+	int sock;
+	int sock_type;
+	char sock_path[108];
 };
 
 static void reopen(struct agent_ctx *ctx, struct local *l)
 {
 	const char *path = config_string(agent_config(ctx), "Local_Path");
+	const char *sp = config_string(agent_config(ctx), "Local_Socket");
+	if (strcmp(sp, l->sock_path) != 0) {
+		if (l->sock >= 0)
+			close(l->sock);
+		l->sock = -1;
+		snprintf(l->sock_path, sizeof(l->sock_path), "%s", sp);
+	}
+	if (*sp)
+		return;
 	if (l->fd >= 0 && strcmp(path, l->path) == 0)
 		return;
 	if (l->fd > STDOUT_FILENO)
@@ -36,12 +53,62 @@ static void reopen(struct agent_ctx *ctx, struct local *l)
 		agent_warn(ctx, "%s: %s; messages go nowhere until Local_Path is fixed", path, strerror(errno));
 }
 
+/* Connect to the socket, datagram first, then stream. Called for each
+ * message while the reader is away, so a restarted reader is found again. */
+static int sock_connect(struct agent_ctx *ctx, struct local *l)
+{
+	struct sockaddr_un a;
+	memset(&a, 0, sizeof(a));
+	a.sun_family = AF_UNIX;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", l->sock_path);
+	static const int types[] = { SOCK_DGRAM, SOCK_STREAM };
+	int err = 0;
+	for (size_t i = 0; i < 2; i++) {
+		int s = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+		if (s < 0)
+			return -1;
+		if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0) {
+			l->sock = s;
+			l->sock_type = types[i];
+			return 0;
+		}
+		err = errno;
+		close(s);
+		if (err != EPROTOTYPE)
+			break;
+	}
+	agent_warn(ctx, "Local_Socket %s: %s", l->sock_path, strerror(err));
+	return -1;
+}
+
+static int sock_send(struct agent_ctx *ctx, struct local *l, const char *json, size_t len)
+{
+	if (l->sock < 0 && sock_connect(ctx, l) != 0)
+		return -1;
+	ssize_t n;
+	if (l->sock_type == SOCK_DGRAM) {
+		n = send(l->sock, json, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} else {
+		struct iovec iov[2] = { { (void *)json, len }, { (void *)"\n", 1 } };
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+		n = sendmsg(l->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		len++;
+	}
+	if (n == (ssize_t)len)
+		return 0;
+	agent_warn(ctx, "Local_Socket %s: %s", l->sock_path, n < 0 ? strerror(errno) : "short write");
+	close(l->sock);
+	l->sock = -1;
+	return -1;
+}
+
 static void *init(struct agent_ctx *ctx)
 {
 	struct local *l = calloc(1, sizeof(*l));
 	if (!l)
 		return NULL;
 	l->fd = -1;
+	l->sock = -1;
 	reopen(ctx, l);
 	return l;
 }
@@ -50,9 +117,11 @@ static int publish(struct agent_ctx *ctx, void *state, const char *json, const c
 {
 	struct local *l = state;
 	(void)id;
+	size_t len = strlen(json);
+	if (l->sock_path[0])
+		return sock_send(ctx, l, json, len);
 	if (l->fd < 0)
 		return -1;
-	size_t len = strlen(json);
 	char *line = malloc(len + 1);
 	if (!line)
 		return -1;
@@ -78,6 +147,8 @@ static void fini(void *state)
 	struct local *l = state;
 	if (l && l->fd > STDOUT_FILENO)
 		close(l->fd);
+	if (l && l->sock >= 0)
+		close(l->sock);
 	free(l);
 }
 
