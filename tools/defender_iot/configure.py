@@ -6,6 +6,7 @@ so a re-run on an unchanged profile rewrites no byte."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import jinja2
 from defender_iot import __version__
 from defender_iot.build import ARCHES
 from defender_iot.errors import UserError
-from defender_iot.features import Feature, FeatureSet, repo_root
+from defender_iot.features import Feature, FeatureSet
 from defender_iot.profile import Profile, ProfileError, Resolution, config_keys, resolve, runtime_config
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -69,9 +70,9 @@ def _writes_utmp(root: Path) -> Optional[str]:
         return found
     for rel in _UTMP_WRITERS:
         p = root / rel
-        if p.is_symlink():
-            target = Path(p.readlink() if hasattr(p, "readlink") else p.resolve())
-            p = (root / rel).parent / target if not target.is_absolute() else root / str(target).lstrip("/")
+        if p.is_symlink():  # resolve inside the image, not on this machine
+            target = Path(os.readlink(p))
+            p = root / str(target).lstrip("/") if target.is_absolute() else p.parent / target
         try:
             if p.is_file() and b"utmp" in p.read_bytes():
                 return f"{rel} (mentions utmp)"
@@ -125,9 +126,9 @@ def _baseline_groups(features: List[Feature]) -> Dict[str, str]:
     baseline = [f for f in features if f.kind == "collector" and f.name == "baseline"]
     if not baseline:
         return {}
-    texts = [baseline[0].source.read_text(errors="replace")]
-    for p in sorted((repo_root() / "agent" / "src" / "lib").glob("baseline*")):
-        texts.append(p.read_text(errors="replace"))
+    src = baseline[0].source
+    texts = [p.read_text(errors="replace") for p in sorted(src.parent.glob("baseline*"))
+             + sorted((src.parent.parent / "lib").glob("baseline*"))]
     return {s.lower(): s for t in texts for s in re.findall(r'"([A-Za-z][A-Za-z0-9_-]{1,30})"', t)}
 
 
@@ -159,7 +160,7 @@ def trim(res: Resolution, facts: RootfsFacts, profile_config: Dict[str, Any]) ->
 
     if any(f.name == "login" and f.kind == "collector" for f in enabled):
         if facts.utmp:
-            out.rows.append(Row("logins from utmp/wtmp", True, f"{facts.utmp}"))
+            out.rows.append(Row("logins from utmp/wtmp", True, f"{facts.utmp} writes utmp"))
         elif "Login_UseUtmp" in keys:
             out.config["Login_UseUtmp"] = False
             out.rows.append(Row("logins from utmp/wtmp", False,
@@ -199,8 +200,6 @@ def pkg_config_status(libs: Tuple[str, ...], arch: str) -> Dict[str, bool]:
         return {lib: False for lib in libs}
     env = None
     if ARCHES[arch][0]:
-        import os
-
         triplet = ARCHES[arch][1]
         env = dict(os.environ, PKG_CONFIG_LIBDIR=f"/usr/lib/{triplet}/pkgconfig:/usr/share/pkgconfig")
     return {lib: subprocess.run(["pkg-config", "--exists", lib], env=env).returncode == 0 for lib in libs}
@@ -211,10 +210,10 @@ def configure(profile: Profile, *, rootfs: Optional[Path] = None, features: Opti
     res = resolve(profile, features)
     config = runtime_config(profile, res)
     rows = [Row(f"{c.feature.kind} {c.feature.name}", c.enabled, c.reason) for c in res.ordered()]
-    for t in res.enabled("transport"):
+    for t in res.enabled():
         if t.libs:
             found = pkg_config_status(t.libs, profile.arch)
-            rows.append(Row(f"libraries of transport {t.name}", True,
+            rows.append(Row(f"libraries of {t.kind} {t.name}", True,
                             "//libs: " + ", ".join(f"{lib} ({'installed' if ok else 'NOT installed'} for {profile.arch} here)"
                                                    for lib, ok in found.items())))
     rootfs = rootfs or (profile.path.parent / profile.get("rootfs") if profile.get("rootfs") else None)

@@ -48,6 +48,7 @@ def suggest(word: str, known: Iterable[str]) -> str:
 def new_yaml() -> YAML:
     y = YAML()  # round-trip: keeps comments, key order and line numbers
     y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)  # "  - item" under its key, the common style
     return y
 
 
@@ -403,3 +404,35 @@ def runtime_config(profile: Profile, res: Resolution) -> Dict[str, Any]:
 
 def _minutes(v: Any) -> str:
     return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def schema_markdown(schema: Optional[dict] = None) -> str:
+    """The profile reference table of docs/configurator.md, from the schema
+    itself (`python -m defender_iot.profile` prints it)."""
+    schema = schema or load_schema()
+    rows = ["| key | type | meaning |", "|---|---|---|"]
+
+    def kind(node: dict) -> str:
+        if "$ref" in node:
+            return "`default`, list or map of names"
+        if "enum" in node:
+            return " \\| ".join(f"`{v}`" for v in node["enum"])
+        t = node.get("type", "")
+        if t == "array":
+            return "list of " + node.get("items", {}).get("type", "") + "s"
+        return t
+
+    def walk(props: dict, prefix: str, required: Sequence[str]) -> None:
+        for key, node in props.items():
+            path = prefix + key
+            req = " (required)" if key in required else ""
+            rows.append(f"| `{path}` | {kind(node)} | {node.get('description', '')}{req} |")
+            if "properties" in node:
+                walk(node["properties"], path + ".", node.get("required", []))
+
+    walk(schema["properties"], "", schema.get("required", []))
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_markdown(), end="")
