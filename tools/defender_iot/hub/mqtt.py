@@ -27,11 +27,12 @@ import itertools
 import json
 import logging
 import ssl
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Set, Tuple
 
-from amqtt.adapters import BufferReader, StreamReaderAdapter
+from amqtt.adapters import BufferReader
 from amqtt.mqtt import packet_class
 from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.connect import ConnectPacket
@@ -111,11 +112,12 @@ def parse_property_bag(bag: str) -> Dict[str, Optional[str]]:
     """`k=v&k2=v2` URL-encoded; a key without `=` has the value null. (Hand
     parsed like the SDKs do: parse_qs would turn `+` into a space.)"""
     props: Dict[str, Optional[str]] = {}
+    unquote = urllib.parse.unquote if "%" in bag else str
     for part in bag.strip("/").split("&"):
         if not part:
             continue
         key, sep, value = part.partition("=")
-        props[urllib.parse.unquote(key)] = urllib.parse.unquote(value) if sep else None
+        props[unquote(key)] = unquote(value) if sep else None
     return props
 
 
@@ -143,6 +145,7 @@ class HubCore:
     _rids: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
     _ssl: Optional[ssl.SSLContext] = None
     _ssl_stamp: Tuple[float, ...] = ()
+    _deadlines: Dict[asyncio.StreamWriter, float] = field(default_factory=dict)
 
     # -- TLS ---------------------------------------------------------------
     def ssl_context(self) -> ssl.SSLContext:
@@ -171,9 +174,18 @@ class HubCore:
             self._ssl.load_verify_locations(cafile=str(path))
         self._ssl_stamp = stamp
 
-    async def watch_trust(self, interval: float = 1.0) -> None:
+    async def housekeeping(self, interval: float = 1.0) -> None:
+        """Once a second: drop clients past their deadline (CONNECT not sent
+        in time, keep-alive expired) and reload the client trust list. One
+        sweep is far cheaper than a timer around every read."""
         while True:
             await asyncio.sleep(interval)
+            now = time.monotonic()
+            for writer, deadline in list(self._deadlines.items()):
+                if now > deadline and writer.transport is not None:
+                    log.info("%s: timed out (no CONNECT, or keep-alive expired)", writer.get_extra_info("peername"))
+                    self._deadlines.pop(writer, None)
+                    writer.transport.abort()
             self.refresh_trust()
 
     # -- connections ---------------------------------------------------------
@@ -181,7 +193,8 @@ class HubCore:
         peer = writer.get_extra_info("peername")
         conn: Optional[Connection] = None
         try:
-            conn = await asyncio.wait_for(self._connect(reader, writer), CONNECT_TIMEOUT)
+            self._deadlines[writer] = time.monotonic() + CONNECT_TIMEOUT
+            conn = await self._connect(reader, writer)
             if conn is not None:
                 await self._serve(reader, conn)
         except Disconnect as e:
@@ -191,6 +204,7 @@ class HubCore:
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError) as e:
             log.info("%s %s: connection lost: %s", peer, conn.ident if conn else "", e)
         finally:
+            self._deadlines.pop(writer, None)
             if conn is not None:
                 self._forget(conn)
             writer.close()
@@ -204,21 +218,30 @@ class HubCore:
             if c is conn and not fut.done():
                 fut.set_exception(ConnectionError("device disconnected"))
 
-    async def _read_packet(self, reader: asyncio.StreamReader, limit: int, timeout: Optional[float]):
-        header = await asyncio.wait_for(MQTTFixedHeader.from_stream(StreamReaderAdapter(reader)), timeout)
-        if header is None:
-            raise ConnectionError("closed by client")
-        if header.remaining_length > limit:
+    async def _read_packet(self, reader: asyncio.StreamReader, limit: int):
+        # The fixed header is decoded here rather than by amqtt's
+        # MQTTFixedHeader.from_stream, which awaits one byte at a time through
+        # two adapter layers: this is the hub's hottest path.
+        head = await reader.readexactly(2)
+        length, shift, byte = head[1] & 0x7F, 7, head[1]
+        while byte & 0x80:
+            if shift > 21:
+                raise Disconnect("malformed remaining length")
+            byte = (await reader.readexactly(1))[0]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+        if length > limit:
             # Refuse before reading: a hostile length must not cost memory.
-            raise Disconnect(f"packet of {header.remaining_length} bytes is over the {limit} byte limit")
-        body = await asyncio.wait_for(reader.readexactly(header.remaining_length), timeout)
+            raise Disconnect(f"packet of {length} bytes is over the {limit} byte limit")
+        header = MQTTFixedHeader(head[0] >> 4, head[0] & 0x0F, length)
+        body = await reader.readexactly(length)
         try:
             return await packet_class(header).from_stream(BufferReader(body), header)
         except Exception as e:  # noqa: BLE001 - any decoding failure is a malformed packet
             raise Disconnect(f"malformed packet type {header.packet_type}: {e!r}") from None
 
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Optional[Connection]:
-        packet = await self._read_packet(reader, MAX_CONNECT, None)
+        packet = await self._read_packet(reader, MAX_CONNECT)
         if not isinstance(packet, ConnectPacket):
             raise Disconnect("first packet is not CONNECT")
 
@@ -281,7 +304,8 @@ class HubCore:
         timeout = min(conn.keepalive * 1.5, KEEPALIVE_CAP) if conn.keepalive else KEEPALIVE_CAP
         writer = conn.writer
         while not conn.closed:
-            packet = await self._read_packet(reader, MAX_PACKET, timeout)
+            self._deadlines[writer] = time.monotonic() + timeout
+            packet = await self._read_packet(reader, MAX_PACKET)
             kind = packet.fixed_header.packet_type
             if kind == PUBLISH:
                 self._on_publish(conn, packet)
@@ -339,7 +363,10 @@ class HubCore:
         acks, self._acks = self._acks, []
         self.store.commit()
         for conn, pid in acks:
-            conn.send(PubackPacket.build(pid))
+            if not conn.closed:
+                # PUBACK is 4 fixed bytes; amqtt's builder costs more than the
+                # rest of the acknowledgement path on this hot path.
+                conn.writer.write(b"\x40\x02" + pid.to_bytes(2, "big"))
 
     def _on_twin(self, conn: Connection, topic: str, body: bytes) -> None:
         rid = query_param(topic, "$rid") or ""

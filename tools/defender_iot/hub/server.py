@@ -68,7 +68,7 @@ async def _serve(opts: ServeOptions) -> None:
     log.info("hub ready: MQTT/TLS %s:%d, HTTP http://%s:%d/, data %s", opts.bind, mqtt_port, opts.bind,
              http_port, opts.data_dir)
 
-    watcher = asyncio.create_task(core.watch_trust())
+    watcher = asyncio.create_task(core.housekeeping())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -107,6 +107,7 @@ class MessageFilter:
 class Store:
     path: Path
     db: sqlite3.Connection = field(init=False, repr=False)
+    _pending: List[tuple] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,19 +255,20 @@ class Store:
     # -- device-to-cloud messages -----------------------------------------
     def add_message(self, ident: Identity, properties: Dict[str, Optional[str]], body: bytes,
                     received: Optional[str] = None) -> None:
-        """Insert without committing: the MQTT server commits in batches and
-        sends PUBACKs only after the commit (see commit())."""
+        """Queue a message for the next commit(): the MQTT server commits in
+        batches and sends PUBACKs only after the commit."""
         decoded = decode_body(body)
         types, alerts = event_index(decoded.get("body"))
-        if not self.db.in_transaction:
-            self.db.execute("BEGIN")
-        self.db.execute("INSERT INTO messages (device_id, module_id, received, properties, body, types, alerts) "
-                        "VALUES (?,?,?,?,?,?,?)", (ident.device_id, ident.module_id, received or utcnow(),
-                                                   json.dumps(properties), body, types, alerts))
+        self._pending.append((ident.device_id, ident.module_id, received or utcnow(), json.dumps(properties),
+                              body, types, alerts))
 
     def commit(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("COMMIT")
+        if self._pending:
+            rows, self._pending = self._pending, []
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany("INSERT INTO messages (device_id, module_id, received, properties, body, types, "
+                                    "alerts) VALUES (?,?,?,?,?,?,?)", rows)
 
     def messages(self, f: MessageFilter) -> List[Dict[str, Any]]:
         where, args = ["id > ?"], [f.since_id]  # type: ignore[list-item]
