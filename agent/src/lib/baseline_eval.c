@@ -94,6 +94,7 @@ struct bl_run {
 	bool mounts_loaded;
 	/* file system walk */
 	bool scanned;
+	int scanned_tops;
 	long scanned_entries;
 	bool scan_truncated;
 	struct scan scans[SCAN_LOGS + 1];
@@ -348,7 +349,8 @@ static void load_accounts(struct agent_ctx *ctx, struct bl_run *run)
 	char *copy, *save, *line, *f[8];
 	if (run->passwd_text && (copy = strdup(run->passwd_text))) {
 		for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-			if (split(line, ':', f, 7) != 7)
+			/* "+" and "-" lines are NIS includes, not accounts (DIOT-ACC-009) */
+			if (split(line, ':', f, 7) != 7 || f[0][0] == '+' || f[0][0] == '-')
 				continue;
 			run->users = grow(run->users, run->nusers, sizeof(*run->users));
 			struct user *u = &run->users[run->nusers++];
@@ -902,10 +904,19 @@ static void sshd_parse(struct agent_ctx *ctx, cJSON *kv, const char *path, int d
 			line++;
 		if (*line == '#' || !*line)
 			continue;
-		if (sscanf(line, "%63[^ \t=] %*[ \t=]%511[^\n]", key, val) != 2 &&
-		    sscanf(line, "%63[^ \t=]=%511[^\n]", key, val) != 2)
+		/* "Keyword value" or "Keyword=value" */
+		size_t klen = strcspn(line, " \t=");
+		if (klen == 0 || klen >= sizeof(key) || !line[klen])
 			continue;
+		memcpy(key, line, klen);
+		key[klen] = 0;
+		const char *v = line + klen + strspn(line + klen, " \t");
+		if (*v == '=')
+			v += 1 + strspn(v + 1, " \t");
+		snprintf(val, sizeof(val), "%s", v);
 		trim(val);
+		if (!*val)
+			continue;
 		for (char *p = key; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		if (!strcmp(key, "match")) {
@@ -1131,7 +1142,7 @@ static void dropbear_args(const char *text, char *opts, size_t size)
 		for (p++; *p && isalpha((unsigned char)*p); p++) {
 			if (n + 1 < size && !strchr(opts, *p))
 				opts[n++] = *p;
-			if (strchr("prbPWKIcTGRaE", *p))
+			if (strchr("prbPWKIcTG", *p))
 				break; /* options that take an argument end the cluster */
 		}
 		if (!*p)
@@ -1301,6 +1312,10 @@ static void eval_module(struct agent_ctx *ctx, struct bl_run *run, const struct 
 	snprintf(re, sizeof(re), "[[:space:]]%s$", c->target);
 	if (run->filesystems && any_line_matches(run->filesystems, re) == 1) {
 		outcome(o, BL_FAIL, "file system %s is available (built in or loaded)", c->target);
+		return;
+	}
+	if (!run->have_proc_modules && !run->filesystems) {
+		outcome(o, BL_SKIP, "/proc/modules and /proc/filesystems do not exist");
 		return;
 	}
 	if (!run->have_proc_modules) {
@@ -1615,6 +1630,7 @@ static void scan(struct agent_ctx *ctx, struct bl_run *run)
 		int dfd = agent_open(ctx, tops[i], O_RDONLY | O_DIRECTORY);
 		if (dfd < 0)
 			continue;
+		run->scanned_tops++;
 		struct stat st;
 		if (fstat(dfd, &st) == 0) {
 			snprintf(path, sizeof(path), "%s", tops[i]);
@@ -1643,6 +1659,10 @@ static void eval_scan(struct agent_ctx *ctx, struct bl_run *run, const struct bl
 		close(fd);
 	}
 	scan(ctx, run);
+	if (!run->scanned_tops) {
+		outcome(o, BL_SKIP, "none of /bin, /sbin, /usr, /etc, /var, /tmp, /opt exists");
+		return;
+	}
 	struct scan *s = &run->scans[c->sub];
 	cJSON_AddNumberToObject(evidence(o), "Scanned", (double)run->scanned_entries);
 	if (run->scan_truncated)

@@ -1,0 +1,315 @@
+"""The baseline collector: CIS-based posture checks run on snapshot trees.
+
+tests/fixtures/baseline-hardened is a device on which every built-in check
+passes; tests/fixtures/baseline-weak breaks every one of them. Git keeps no
+modes or owners, so each tree's MODES file is applied to a copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from conftest import FIXTURES, events, run_agent
+
+OPTIONS = {"AGENT_COLLECTOR_BASELINE": True}
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the fixture trees need files owned by other users (chown)")
+
+# Every built-in check, in table order. The weak tree is built to break each
+# of them, so this is also the list of ids expected to fail there.
+ALL_CHECKS = (
+    [f"DIOT-MOD-{i:03d}" for i in range(1, 10)]
+    + [f"DIOT-MNT-{i:03d}" for i in range(1, 10)]
+    + [f"DIOT-KRN-{i:03d}" for i in range(1, 14)]
+    + [f"DIOT-NET-{i:03d}" for i in range(1, 24)]
+    + [f"DIOT-FW-{i:03d}" for i in range(1, 10)]
+    + [f"DIOT-SVC-{i:03d}" for i in range(1, 18)]
+    + [f"DIOT-SSH-{i:03d}" for i in range(1, 23)]
+    + [f"DIOT-ACC-{i:03d}" for i in range(1, 24)]
+    + [f"DIOT-PERM-{i:03d}" for i in range(1, 14)]
+    + ["DIOT-LOG-001", "DIOT-LOG-002"]
+    + [f"DIOT-CRON-{i:03d}" for i in range(1, 8)]
+)
+WEAK_FAILS = set(ALL_CHECKS)
+
+
+def prepare(name: str, dst: Path) -> Path:
+    """Copy a fixture tree and give its files the modes and owners in MODES."""
+    tree = dst / name
+    shutil.copytree(FIXTURES / name, tree, symlinks=True)
+    for dirpath, _dirs, files in os.walk(tree):
+        os.chmod(dirpath, 0o755)
+        for f in files:
+            os.chmod(os.path.join(dirpath, f), 0o644)
+    modes = tree / "MODES"
+    for line in modes.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        path, mode, *owner = line.split()
+        if owner:
+            uid, gid = owner[0].split(":")
+            os.chown(tree / path, int(uid), int(gid))
+        os.chmod(tree / path, int(mode, 8))
+    modes.unlink()
+    return tree
+
+
+def write_config(tmp_path: Path, settings: dict) -> Path:
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(settings))
+    os.chmod(cfg, 0o600)
+    return cfg
+
+
+def baseline(build, root: Path | None, config: Path | None = None, check: bool = True):
+    args = ["--once"]
+    if root is not None:
+        args += ["--root", str(root)]
+    if config is not None:
+        args += ["--config", str(config)]
+    proc = run_agent(build, *args, check=check)
+    entries = [p for e in events(proc.stdout, "Baseline") for p in e["Payload"]]
+    return proc, entries
+
+
+def baseline_log(proc) -> List[str]:
+    """The baseline collector's own log lines (other collectors may log too)."""
+    return [line for line in proc.stderr.splitlines() if ": baseline: " in line]
+
+
+def by_id(entries: List[dict]) -> Dict[str, dict]:
+    return {e["Id"]: e for e in entries}
+
+
+@pytest.fixture(scope="module")
+def build(agent_factory):
+    return agent_factory(OPTIONS)
+
+
+@needs_root
+def test_every_check_passes_on_the_hardened_tree(build, tmp_path):
+    _, entries = baseline(build, prepare("baseline-hardened", tmp_path))
+    results = {e["Id"]: e["Result"] for e in entries}
+    assert list(results) == ALL_CHECKS
+    assert {i: r for i, r in results.items() if r != "Pass"} == {}
+    for e in entries:
+        assert e["Severity"] in ("Informational", "Low", "Medium", "High", "Critical")
+        assert e["Description"] and e["Remediation"] and e["Group"]
+
+
+@needs_root
+def test_weak_tree_fails_every_check_it_breaks(build, tmp_path):
+    _, entries = baseline(build, prepare("baseline-weak", tmp_path))
+    failed = {e["Id"] for e in entries if e["Result"] == "Fail"}
+    assert failed == WEAK_FAILS
+    got = by_id(entries)
+    # a few failures say why, as an operator reading them would need
+    assert got["DIOT-ACC-010"]["Evidence"]["Accounts"][:2] == ["root", "admin"]
+    assert got["DIOT-SVC-003"]["Evidence"]["Processes"][0]["Name"] == "tftpd"  # "busybox tftpd"
+    assert got["DIOT-FW-008"]["Evidence"]["PortsWithoutRule"][:3] == [22, 23, 2323]
+    assert got["DIOT-PERM-013"]["Evidence"]["Paths"] == ["/tmp/.x"]
+    assert got["DIOT-PERM-011"]["Evidence"]["Paths"] == ["/opt/orphan.bin"]
+    assert got["DIOT-SSH-009"]["Reason"] == "PermitRootLogin is yes, expected = no"
+    assert got["DIOT-NET-001"]["CisId"] == "3.1.1"
+
+
+def test_missing_inputs_skip_with_a_reason_never_fail(build, tmp_path):
+    _, entries = baseline(build, tmp_path)
+    assert [e["Id"] for e in entries] == ALL_CHECKS
+    for e in entries:
+        assert e["Result"] == "Skip", e
+        assert e["Reason"]
+
+
+def test_real_machine_has_no_error_result(build):
+    proc, entries = baseline(build, None)
+    assert len(entries) == len(ALL_CHECKS)
+    assert [e for e in entries if e["Result"] == "Error"] == []
+    assert baseline_log(proc) == []
+
+
+@needs_root
+def test_sshd_takes_first_value_follows_include_and_stops_at_match(build, tmp_path):
+    tree = prepare("baseline-hardened", tmp_path)
+    ssh = tree / "etc" / "ssh"
+    (ssh / "sshd_config.d" / "00-first.conf").write_text("PermitRootLogin yes\n")
+    _, entries = baseline(build, tree)
+    got = by_id(entries)
+    assert got["DIOT-SSH-009"]["Result"] == "Fail"  # the Include comes first: its value wins
+    assert got["DIOT-SSH-017"]["Evidence"]["Value"] == "2"  # from 10-device.conf, not the Match block
+
+
+@needs_root
+def test_firewall_from_an_nft_ruleset(build, tmp_path):
+    tree = prepare("baseline-weak", tmp_path)
+    fw = tree / "var" / "lib" / "defender-iot" / "firewall"
+    for f in fw.iterdir():
+        f.unlink()
+    (fw / "nft-ruleset.txt").write_text(
+        "table inet filter {\n"
+        "\tchain input {\n"
+        "\t\ttype filter hook input priority filter; policy drop;\n"
+        '\t\tiif "lo" accept\n'
+        "\t\tip saddr 127.0.0.0/8 drop\n"
+        "\t\tct state established,related accept\n"
+        "\t\ttcp dport { 21, 22, 23, 111, 512, 513, 2323, 5555 } accept\n"
+        "\t}\n"
+        "\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n"
+        "\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n\t}\n"
+        "}\n"
+    )
+    _, entries = baseline(build, tree)
+    got = {e["Id"]: e["Result"] for e in entries if e["Group"] == "Firewall"}
+    assert got == {
+        "DIOT-FW-001": "Pass", "DIOT-FW-002": "Pass", "DIOT-FW-003": "Pass", "DIOT-FW-004": "Fail",
+        "DIOT-FW-005": "Pass", "DIOT-FW-006": "Pass", "DIOT-FW-007": "Pass", "DIOT-FW-008": "Fail",
+        "DIOT-FW-009": "Pass",
+    }
+    port7 = by_id(entries)["DIOT-FW-008"]["Evidence"]["PortsWithoutRule"]
+    assert port7 == [7]
+
+
+POLICY = r"""# Acme gateway: product checks beside the built-in ones
+check: ACME-001
+description: The factory test daemon is not running
+severity: High
+group: Product
+remediation: Remove acme-factoryd from the image
+condition: none
+rule: p:acme-factoryd
+
+check: ACME-002
+description: Debug is off, at most 8 clients, and the factory flag is gone
+severity: Medium
+cis: 99.1
+rule: f:/etc/acme/gateway.conf -> r:^debug\s*=\s*0$
+rule: f:/etc/acme/gateway.conf -> n:^max_clients\s*=\s*(\d+) compare <= 8
+rule: not f:/etc/acme/factory-mode
+rule: s:kernel.randomize_va_space -> 2
+rule: d:/etc/acme -> r:\.conf$ -> r:^listen && !r:0\.0\.0\.0
+"""
+
+
+@needs_root
+def test_product_policy_checks_appear_beside_the_built_in_ones(build, tmp_path):
+    tree = prepare("baseline-hardened", tmp_path)
+    (tree / "etc" / "acme").mkdir()
+    conf = tree / "etc" / "acme" / "gateway.conf"
+    conf.write_text("listen = 127.0.0.1:8080\ndebug = 0\nmax_clients = 4\n")
+    policy = tmp_path / "acme.policy"
+    policy.write_text(POLICY)
+    cfg = write_config(tmp_path, {"Baseline_PolicyFiles": [str(policy)]})
+    proc, entries = baseline(build, tree, cfg)
+    got = by_id(entries)
+    assert len(entries) == len(ALL_CHECKS) + 2
+    assert got["ACME-001"]["Result"] == "Pass" and got["ACME-001"]["Group"] == "Product"
+    assert got["ACME-002"]["Result"] == "Pass" and got["ACME-002"]["CisId"] == "99.1"
+    assert got["ACME-002"]["Group"] == "Custom" and got["ACME-002"]["Severity"] == "Medium"
+    assert baseline_log(proc) == []
+
+    # break both
+    conf.write_text("listen = 0.0.0.0:8080\ndebug = 0\nmax_clients = 4\n")
+    (tree / "proc" / "300").mkdir()
+    (tree / "proc" / "300" / "comm").write_text("acme-factoryd\n")
+    _, entries = baseline(build, tree, cfg)
+    got = by_id(entries)
+    assert got["ACME-001"]["Result"] == "Fail" and got["ACME-002"]["Result"] == "Fail"
+
+    # an input the check reads is missing: Skip, not Fail
+    shutil.rmtree(tree / "etc" / "acme")
+    _, entries = baseline(build, tree, cfg)
+    got = by_id(entries)
+    assert got["ACME-002"]["Result"] == "Skip" and "/etc/acme/gateway.conf" in got["ACME-002"]["Reason"]
+
+
+@pytest.mark.parametrize(
+    "text, line, field, expected",
+    [
+        ("check: X-1\ndescription: d\nseverity: High\nrule: c:/usr/bin/id\n", 4, "rule", "command rules c: are not supported"),
+        ("check: X-1\ndescription: d\nseverity: Urgent\nrule: f:/etc/x\n", 3, "severity", "one of Informational"),
+        ("check: X-1\nseverity: Low\nrule: f:/etc/x\n", 1, "description", "a description line"),
+        ("check: X-1\ndescription: d\nseverity: Low\nrule: f:/etc/x -> n:^a (\\d+)\n", 4, "rule", "compare"),
+        ("check: X-1\ndescription: d\nseverity: Low\nrule: f:/etc/x -> r:a(\n", 4, "rule", "regular expression"),
+        ("description: d\n", 1, "description", "a 'check: ID' line"),
+        ("check: DIOT-KRN-001\ndescription: d\nseverity: Low\nrule: f:/etc/x\n", 1, "check", "an id no other check uses"),
+    ],
+)
+def test_malformed_policy_is_one_line_and_builtins_still_run(build, tmp_path, text, line, field, expected):
+    bad = tmp_path / "bad.policy"
+    bad.write_text(text)
+    good = tmp_path / "good.policy"
+    good.write_text("check: GOOD-1\ndescription: passwd exists\nseverity: Low\nrule: f:/etc/passwd\n")
+    cfg = write_config(tmp_path, {"Baseline_PolicyFiles": f"{bad},{good}"})
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    proc, entries = baseline(build, tree, cfg)
+    lines = baseline_log(proc)
+    assert len(lines) == 1, proc.stderr
+    assert f"{bad}:{line}: field '{field}': expected" in lines[0] and expected in lines[0]
+    ids = [e["Id"] for e in entries]
+    assert ids[: len(ALL_CHECKS)] == ALL_CHECKS
+    assert ids[len(ALL_CHECKS):] == ["GOOD-1"]
+    assert by_id(entries)["GOOD-1"]["Result"] == "Pass"
+
+
+def test_groups_checks_disabled_and_severity_overrides(build, tmp_path):
+    cfg = write_config(
+        tmp_path,
+        {
+            "Baseline_GroupsDisabled": "Firewall,SSH",
+            "Baseline_ChecksDisabled": ["DIOT-NET-001", "3.2.8"],  # an id and a CIS id (DIOT-NET-021)
+            "Baseline_SeverityOverrides": "DIOT-KRN-001=Low,DIOT-SVC-011=Informational",
+        },
+    )
+    _, entries = baseline(build, tmp_path, cfg)
+    got = by_id(entries)
+    assert not [i for i in got if i.startswith(("DIOT-FW-", "DIOT-SSH-"))]
+    assert "DIOT-NET-001" not in got and "DIOT-NET-021" not in got and "DIOT-NET-002" in got
+    assert got["DIOT-KRN-001"]["Severity"] == "Low" and got["DIOT-SVC-011"]["Severity"] == "Informational"
+    assert got["DIOT-KRN-002"]["Severity"] == "Medium"
+
+    cfg = write_config(tmp_path, {"Baseline_SeverityOverrides": {"DIOT-KRN-002": "Critical"}})
+    _, entries = baseline(build, tmp_path, cfg)
+    assert by_id(entries)["DIOT-KRN-002"]["Severity"] == "Critical"
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("Baseline_SeverityOverrides", "DIOT-KRN-001=Severe"),
+        ("Baseline_SeverityOverrides", {"DIOT-KRN-001": 3}),
+        ("Baseline_PolicyFiles", "relative/acme.policy"),
+    ],
+)
+def test_bad_baseline_setting_is_refused_naming_the_key(build, tmp_path, key, value):
+    cfg = write_config(tmp_path, {key: value})
+    proc = run_agent(build, "--config", str(cfg), "--once", check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and "expected" in lines[0]
+
+
+def test_retired_agent_trigger_file_reports_the_test_check(build, tmp_path):
+    (tmp_path / "tmp").mkdir()
+    _, entries = baseline(build, tmp_path)
+    assert "IoT_CISBenchmarks_DIoTTest" not in by_id(entries)
+    (tmp_path / "tmp" / "DefenderForIoTOSBaselineTrigger.txt").write_text("")
+    _, entries = baseline(build, tmp_path)
+    test = by_id(entries)["IoT_CISBenchmarks_DIoTTest"]
+    assert test["Result"] == "Fail" and test["Group"] == "Test"
+
+
+@needs_root
+def test_dropbear_options_from_its_command_line(build, tmp_path):
+    tree = prepare("baseline-weak", tmp_path)
+    (tree / "etc" / "default" / "dropbear").unlink()
+    (tree / "proc" / "210" / "cmdline").write_bytes(b"/usr/sbin/dropbear\0-p\0" b"2222\0-wgjk\0")
+    _, entries = baseline(build, tree)
+    got = {e["Id"]: e["Result"] for e in entries if e["Id"] in ("DIOT-SSH-019", "DIOT-SSH-020", "DIOT-SSH-021", "DIOT-SSH-022")}
+    assert got == dict.fromkeys(got, "Pass") and len(got) == 4
