@@ -128,3 +128,29 @@ def test_proc_entries_vanishing_between_cycles(agent, tmp_path):
         assert d.proc.poll() is None, d.log()
     finally:
         assert d.stop() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_drops_root_keeping_only_declared_capabilities(agent, tmp_path):
+    os.chmod(tmp_path, 0o755)
+    d = Daemon(agent, tmp_path, {**FAST, "Agent_RunAsUser": "nobody"})
+    try:
+        wait_for(lambda: "running as nobody" in d.log(), "the switch to nobody", seen=d.log)
+        status = Path(f"/proc/{d.proc.pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines())
+        uids = fields["Uid"].split()
+        assert set(uids) == {str(65534)}, uids
+        cap_eff = int(fields["CapEff"], 16)
+        # CAP_DAC_READ_SEARCH (2), CAP_NET_ADMIN (12), CAP_SYS_PTRACE (19) at most
+        assert cap_eff & ~((1 << 2) | (1 << 12) | (1 << 19)) == 0, hex(cap_eff)
+        assert fields["NoNewPrivs"].strip() == "1"
+    finally:
+        d.stop()
+
+
+def test_unknown_run_as_user_is_an_error(agent, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    d = Daemon(agent, tmp_path, {"Agent_RunAsUser": "no-such-user-xyz"})
+    assert d.proc.wait(timeout=20) == 1
+    assert "no user 'no-such-user-xyz'" in d.log()

@@ -25,6 +25,8 @@ static const struct config_key core_keys[] = {
 	  "agent id sent in every message; empty: derived from /etc/machine-id", NULL },
 	{ "Agent_MaxMessageBytes", CFG_INT, "200000", 4096, 262144, NULL,
 	  "split security messages larger than this (IoT Hub refuses over 256 KB)", NULL },
+	{ "Agent_RunAsUser", CFG_STRING, "", 0, 32, NULL,
+	  "when started as root, switch to this user keeping only the capabilities the collectors need", NULL },
 	{ "Agent_LogLevel", CFG_ENUM, "info", 0, 0, "debug|info|warning|error",
 	  "least severe log level written to stderr", NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },

@@ -732,7 +732,7 @@ int core_run(struct agent_ctx *ctx)
 		agent_log(ctx, "error", "signalfd: %s", strerror(errno));
 		return 1;
 	}
-	if (choose_transport(ctx) != 0) {
+	if (choose_transport(ctx) != 0 || core_drop_privileges(ctx) != 0) {
 		close(sfd);
 		return 1;
 	}

@@ -72,6 +72,8 @@ void core_detectors_tick(struct agent_ctx *ctx);
 /* Apply a new config (already validated): tell every feature. */
 void core_reconfigure(struct agent_ctx *ctx);
 int core_run(struct agent_ctx *ctx);
+/* Switch to Agent_RunAsUser keeping the collectors' capabilities. */
+int core_drop_privileges(struct agent_ctx *ctx);
 int core_run_replay(struct agent_ctx *ctx, const char *dir, int step_seconds);
 
 /* Interval of a priority in milliseconds, from CollectorsCore_PriorityIntervals. */

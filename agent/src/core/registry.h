@@ -16,6 +16,8 @@
 
 struct agent_ctx;
 
+#define AGENT_CAP(c) (1ULL << (c))
+
 enum agent_priority { PRIORITY_HIGH, PRIORITY_MEDIUM, PRIORITY_LOW, PRIORITY_COUNT };
 
 /* The retired agent's event categories. */
@@ -37,6 +39,9 @@ struct collector {
 	unsigned sample_ms;
 	const char *sample_ms_key;   /* optional CFG_INT key in milliseconds */
 	const struct config_key *keys; /* keys it owns, {NULL}-terminated; may be NULL */
+	/* Linux capabilities it needs when the agent drops root
+	 * (Agent_RunAsUser): a mask of AGENT_CAP(CAP_...) values. */
+	unsigned long long caps;
 
 	/* All callbacks but collect are optional. state is what init returned. */
 	void *(*init)(struct agent_ctx *ctx);
