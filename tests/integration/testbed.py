@@ -1,0 +1,182 @@
+"""What the scenarios run against: a device (anything with `run(cmd) ->
+(status, output)`), the hub that receives its messages, and the host-side
+services the attacks talk to. A QEMU guest gives all of them; for a board
+or an oeqa target, build a Testbed from its own parts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from defender_iot.image.target import Target, wait_for
+
+MODULE = "DefenderIotMicroAgent"
+
+
+class Messages:
+    """The security messages the hub received from one device, fetched
+    incrementally (the hub lists at most 1000 per request)."""
+
+    def __init__(self, client, device: str):
+        self.client = client
+        self.device = device
+        self.seen: List[Dict[str, Any]] = []
+
+    def bodies(self) -> List[dict]:
+        while True:
+            since = self.seen[-1]["id"] if self.seen else 0
+            batch = self.client.messages(device=self.device, since=since, limit=1000)
+            self.seen += batch
+            if len(batch) < 1000:
+                return [m["body"] for m in self.seen if isinstance(m.get("body"), dict)]
+
+
+def events(bodies: List[dict], name: Optional[str] = None) -> List[dict]:
+    return [e for b in bodies for e in b.get("Events", []) if name is None or e.get("Name") == name]
+
+
+def alerts(bodies: List[dict], name: str) -> List[dict]:
+    return [e for e in events(bodies, name) if e.get("EventType") == "Alert"]
+
+
+class _Recorder(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+        self.lines: List[str] = []
+        self.connections = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def record(self, line: str) -> None:
+        with self.lock:
+            self.lines.append(line)
+
+
+class _PoolHandler(socketserver.StreamRequestHandler):
+    """A mining pool's side of Stratum: answers every JSON-RPC call."""
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        for raw in self.rfile:
+            line = raw.decode(errors="replace").strip()
+            self.server.record(line)
+            try:
+                req = json.loads(line)
+            except ValueError:
+                return
+            result: Any = True
+            if req.get("method") == "mining.subscribe":
+                result = [[["mining.notify", "ae6812eb4cd7735a302a8a9dd95cf71f"]], "08000002", 4]
+            self.wfile.write((json.dumps({"id": req.get("id"), "result": result, "error": None}) + "\n").encode())
+
+
+class FakePool(_Recorder):
+    def __init__(self):
+        super().__init__(_PoolHandler)
+
+    def methods(self) -> List[str]:
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line).get("method"))
+            except ValueError:
+                pass
+        return out
+
+
+class ShellListener:
+    """The attacker's end of a reverse shell (`nc -l` on the host): accepts
+    one connection and lets the test type commands into it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.conn: Optional[socket.socket] = None
+
+    def accept(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+        try:
+            self.conn, _ = self.sock.accept()
+        except socket.timeout:
+            raise AssertionError(f"no reverse-shell connection reached the listener within {timeout:.0f} s") from None
+
+    def command(self, cmd: str, expect: str, timeout: float = 30) -> str:
+        assert self.conn is not None
+        self.conn.settimeout(timeout)
+        self.conn.sendall(cmd.encode() + b"\n")
+        got = b""
+        while expect.encode() not in got:
+            chunk = self.conn.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        return got.decode(errors="replace")
+
+    def close(self) -> None:
+        if self.conn:
+            self.conn.close()
+        self.sock.close()
+
+
+@dataclass
+class Testbed:
+    arch: str
+    target: Target
+    hub: Any                          # defender_iot.hub.HubProcess
+    device: str
+    ssh: Tuple[str, int]              # where the host reaches the device's SSH server
+    root_password: str
+    pool: FakePool
+    pool_address: Tuple[str, int]     # the pool as the device sees it
+    listener: ShellListener
+    listener_address: Tuple[str, int]
+    payload_dir: str = "/opt/defender-iot-tests"
+    # restart_hub(seconds, during): stop the hub, call during(), start it
+    # again `seconds` after it stopped.
+    restart_hub: Optional[Callable[[float, Callable[[], None]], None]] = None
+    diagnostics: Optional[Callable[[], Dict[str, str]]] = None
+    messages: Messages = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.messages = Messages(self.hub.client, self.device)
+
+    def run(self, cmd: str, timeout: float = 60) -> Tuple[int, str]:
+        return self.target.run(cmd, timeout=timeout)
+
+    def bodies(self) -> List[dict]:
+        return self.messages.bodies()
+
+    def wait_event(self, name: str, where: Callable[[dict], bool] = lambda e: True, timeout: float = 120,
+                   alert: bool = False) -> dict:
+        """The first event `name` for which `where` holds, polling the hub."""
+        pick = alerts if alert else events
+
+        def probe():
+            evs = pick(self.bodies(), name)
+            hit = next((e for e in evs if where(e)), None)
+            return hit is not None, hit if hit is not None else _summary(self.bodies())
+
+        kind = "alert" if alert else "event"
+        return wait_for(f"a {name} {kind} at the hub from {self.device}", probe, timeout, interval=2)
+
+
+def _summary(bodies: List[dict]) -> Dict[str, int]:
+    """Event names and counts seen so far (what a failure message shows)."""
+    counts: Dict[str, int] = {}
+    for e in events(bodies):
+        key = e.get("Name", "?") + ("(alert)" if e.get("EventType") == "Alert" else "")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
