@@ -16,10 +16,15 @@ import pytest
 
 from conftest import run_agent
 from defender_iot.hub import HubProcess
-from transport_support import FAST, AgentProcess, events_of, only_heartbeat, wait_until, write_secret
+from transport_support import FAST, AgentProcess, events_of, transport_options, wait_until, write_secret
 
 MODULE = "DefenderIotMicroAgent"
 MARKER = {"$.ifid": "urn:azureiot:Security:SecurityAgent:1", "$.ct": "application/json", "$.ce": "utf-8"}
+
+
+@pytest.fixture(scope="module")
+def agent(agent_factory):
+    return agent_factory(transport_options())
 
 
 @pytest.fixture
@@ -32,8 +37,7 @@ def agent_config(agent, hub, tmp_path, device="dev1", **extra):
     cs = write_secret(tmp_path / "connection_string.txt", hub.connection_string(device, MODULE) + "\n")
     cfg = {"Agent_Transport": "iothub", "IothubModule_ConnectionStringFile": str(cs),
            "IothubModule_CaFile": str(hub.ca), "IothubModule_ConnectAddress": f"127.0.0.1:{hub.mqtt_port}",
-           "CollectorsCore_PriorityIntervals": FAST, "Agent_StateDirectory": str(tmp_path / "state"),
-           **only_heartbeat(agent)}
+           "CollectorsCore_PriorityIntervals": FAST, "Agent_StateDirectory": str(tmp_path / "state")}
     cfg.update(extra)
     return cfg
 

@@ -11,19 +11,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from conftest import run_agent
 from defender_iot.build import AgentBuild, run_prefix
+from defender_iot.features import load_features
 
 # Every priority every 3 s ("0.05" minutes) so tests see several messages.
 FAST = "0.05,0.05,0.05"
 
 
-def only_heartbeat(build: AgentBuild) -> Dict[str, Any]:
-    """Config keys that turn off every collector but Heartbeat, whatever
-    this build compiled in: a test then knows exactly what is produced."""
-    ref = run_agent(build, "--config-reference").stdout
-    keys = [line.split("`")[1] for line in ref.splitlines() if line.startswith("| `") and "_Disabled`" in line]
-    return {k: k != "Heartbeat_Disabled" for k in keys}
+def transport_options() -> Dict[str, bool]:
+    """A build with every transport, the heartbeat collector and nothing
+    else: the tests then know exactly what the agent produces."""
+    opts = {}
+    for f in load_features():
+        if f.kind == "transport":
+            opts[f.option] = True
+        else:
+            opts[f.option] = f.kind == "collector" and f.name == "heartbeat"
+    return opts
 
 
 def write_secret(path: Path, text: str, mode: int = 0o600) -> Path:
