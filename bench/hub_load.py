@@ -12,8 +12,10 @@ QoS 1 messages (like the agent) with up to --window unacknowledged at a time.
 A message counts once the hub has PUBACKed it, which it does only after the
 SQLite commit; at the end the hub's stored count is checked against it.
 Reported: connect time, clients connected, acknowledged messages/s, the hub's
-CPU use (from /proc) and RSS. If the hub's CPU use is well below 100% the
-generator, not the hub, was the limit: the figure is then a lower bound.
+CPU use (from /proc) and RSS, and the hub's CPU time per message, which gives
+the rate one fully available core sustains. If the hub's CPU use is well
+below 100%, the generator or other load on the machine, not the hub, was the
+limit, and the measured rate is a lower bound.
 """
 
 from __future__ import annotations
@@ -150,10 +152,10 @@ async def run(args: argparse.Namespace, hub: HubProcess, keys: Dict[str, str]) -
     health = hub.client.health()
     stored_before = health["messages"]
     pid = hub.proc.pid  # type: ignore[union-attr]
-    cpu0, w0, acked0 = cpu_seconds(pid), time.monotonic(), load.acked
+    cpu0, gen0, w0, acked0 = cpu_seconds(pid), cpu_seconds(os.getpid()), time.monotonic(), load.acked
     load.start.set()
     await asyncio.sleep(args.seconds)
-    cpu1, w1, acked1 = cpu_seconds(pid), time.monotonic(), load.acked
+    cpu1, gen1, w1, acked1 = cpu_seconds(pid), cpu_seconds(os.getpid()), time.monotonic(), load.acked
     rss = rss_kib(pid)
     load.stop = True
     await asyncio.gather(*tasks)
@@ -164,6 +166,11 @@ async def run(args: argparse.Namespace, hub: HubProcess, keys: Dict[str, str]) -
         "message_bytes": len(load.payload), "window": args.window, "seconds": round(w1 - w0, 2),
         "acked_per_second": round((acked1 - acked0) / (w1 - w0)),
         "hub_cpu_percent": round(100 * (cpu1 - cpu0) / (w1 - w0)),
+        "generator_cpu_percent": round(100 * (gen1 - gen0) / (w1 - w0)),
+        # CPU time per message does not depend on how much CPU the machine
+        # left the hub: it gives the rate one fully available core sustains.
+        "hub_cpu_us_per_message": round(1e6 * (cpu1 - cpu0) / max(1, acked1 - acked0), 1),
+        "one_core_messages_per_second": round((acked1 - acked0) / max(1e-9, cpu1 - cpu0)),
         "hub_rss_mib": round(rss / 1024, 1),
         "sent": load.sent, "acked": load.acked, "stored": stored,
     }
@@ -197,7 +204,10 @@ def main() -> int:
         print(f"{result['connected']}/{result['clients']} clients connected in {result['connect_seconds']} s "
               f"({result['connected_by_hub']} seen by the hub)")
         print(f"{result['acked_per_second']} messages/s of {result['message_bytes']} B acknowledged over "
-              f"{result['seconds']} s, hub CPU {result['hub_cpu_percent']}% of one core, RSS {result['hub_rss_mib']} MiB")
+              f"{result['seconds']} s, hub CPU {result['hub_cpu_percent']}% of one core, RSS {result['hub_rss_mib']} MiB "
+              f"(load generator CPU {result['generator_cpu_percent']}%)")
+        print(f"hub CPU per message {result['hub_cpu_us_per_message']} us: "
+              f"{result['one_core_messages_per_second']} messages/s per fully used core")
         print(f"sent {result['sent']}, acknowledged {result['acked']}, stored by the hub {result['stored']}")
         print(json.dumps(result))
     ok = result["connected"] == args.clients and result["stored"] >= result["acked"]

@@ -4,6 +4,7 @@ one asyncio process, announced to other commands through DIR/hub.json."""
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import json
 import logging
 import os
@@ -90,4 +91,9 @@ async def _serve(opts: ServeOptions) -> None:
 
 
 def serve(opts: ServeOptions) -> None:
+    # asyncio gives every TLS connection a 256 KiB read buffer
+    # (SSLProtocol.max_size): 250 MiB for 1,000 devices. A TLS record carries
+    # at most 16 KiB, so reads of 16 KiB lose nothing. This process is the
+    # hub alone, so the class attribute is ours to tune.
+    asyncio.sslproto.SSLProtocol.max_size = 16 * 1024
     asyncio.run(_serve(opts))
