@@ -313,3 +313,24 @@ def test_dropbear_options_from_its_command_line(build, tmp_path):
     _, entries = baseline(build, tree)
     got = {e["Id"]: e["Result"] for e in entries if e["Id"] in ("DIOT-SSH-019", "DIOT-SSH-020", "DIOT-SSH-021", "DIOT-SSH-022")}
     assert got == dict.fromkeys(got, "Pass") and len(got) == 4
+
+
+@needs_root
+def test_default_credential_results_survive_a_restart_without_copying_hashes(build, tmp_path):
+    tree = prepare("baseline-weak", tmp_path)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    cfg = write_config(tmp_path, {"Agent_StateDirectory": str(state)})
+    for _ in range(2):
+        _, entries = baseline(build, tree, cfg)
+        assert by_id(entries)["DIOT-ACC-010"]["Evidence"]["Accounts"][:2] == ["root", "admin"]
+    cache = state / "baseline-credentials"
+    assert cache.stat().st_mode & 0o777 == 0o600
+    shadow = (tree / "etc" / "shadow").read_text()
+    assert not [h for h in shadow.split(":") if h.startswith("$") and h in cache.read_text()]
+    # a new password is a new hash: checked again, not taken from the cache
+    hardened_root = (FIXTURES / "baseline-hardened" / "etc" / "shadow").read_text().splitlines()[0]
+    lines = shadow.splitlines()
+    (tree / "etc" / "shadow").write_text("\n".join([hardened_root] + lines[1:]) + "\n")
+    _, entries = baseline(build, tree, cfg)
+    assert by_id(entries)["DIOT-ACC-010"]["Evidence"]["Accounts"] == ["admin", "admin"]

@@ -105,6 +105,7 @@ struct loaded_policy {
 
 struct state {
 	struct bl_run *run;
+	char creds_path[1100];
 	struct loaded_policy *policies;
 	size_t npolicies;
 };
@@ -203,6 +204,8 @@ static void *init(struct agent_ctx *ctx)
 	if (!st)
 		abort();
 	st->run = bl_run_new();
+	snprintf(st->creds_path, sizeof(st->creds_path), "%s/baseline-credentials", agent_state_dir(ctx));
+	bl_run_load_credentials(st->run, st->creds_path);
 	set_allowlist(ctx, st);
 	load_policies(ctx, st);
 	return st;
@@ -305,6 +308,8 @@ static int collect(struct agent_ctx *ctx, void *state)
 		struct bl_outcome o = { .result = BL_FAIL };
 		report(ctx, &test, &o);
 	}
+	/* no state directory (read-only image, tests): the cache lives in memory */
+	bl_run_save_credentials(st->run, st->creds_path);
 	bl_run_reset(st->run);
 	return 0;
 }

@@ -89,6 +89,10 @@ struct bl_run *bl_run_new(void);
 /* Forget what was read (call before each pass); keeps the crypt cache. */
 void bl_run_reset(struct bl_run *run);
 void bl_run_free(struct bl_run *run);
+/* The default-credential results survive restarts in a file of the state
+ * directory (hashes of user:hash, never the hashes themselves). */
+void bl_run_load_credentials(struct bl_run *run, const char *path);
+int bl_run_save_credentials(struct bl_run *run, const char *path);
 /* SUID/SGID programs that are expected (basenames or absolute paths). */
 void bl_run_set_suid_allowlist(struct bl_run *run, const char *const *items);
 

@@ -49,8 +49,8 @@ struct listener {
 	bool loopback;
 };
 struct cred_cache {
-	char *key;  /* user ":" hash */
-	int match;  /* index in mirai[] or -1 */
+	unsigned long long key; /* FNV-1a of user ":" hash: no copy of a hash is kept */
+	int match;              /* index in mirai[] or -1 */
 };
 
 struct scan {
@@ -102,6 +102,7 @@ struct bl_run {
 	/* survives resets */
 	struct cred_cache creds[CRYPT_CACHE];
 	size_t ncreds, next_cred;
+	bool creds_dirty;
 	struct crypt_data *cd;
 };
 
@@ -433,12 +434,37 @@ static long uid_min(struct agent_ctx *ctx)
 /* A crypt(3) hash of one of the Mirai passwords for this user: index, or -1.
  * Results are cached per user and hash across runs, so a device pays the
  * crypt cost once per password change. */
+static unsigned long long fnv1a(const char *a, const char *b)
+{
+	unsigned long long h = 1469598103934665603ULL;
+	for (const char *p = a; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	h = (h ^ ':') * 1099511628211ULL;
+	for (const char *p = b; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h;
+}
+
+static void remember(struct bl_run *run, unsigned long long key, int match)
+{
+	struct cred_cache *c = &run->creds[run->next_cred];
+	c->key = key;
+	c->match = match;
+	if (run->ncreds < CRYPT_CACHE)
+		run->ncreds++;
+	run->next_cred = (run->next_cred + 1) % CRYPT_CACHE;
+	run->creds_dirty = true;
+}
+
+/* A crypt(3) hash of one of the Mirai passwords for this user: index, or -1.
+ * Results are cached per user and hash (in memory, and across restarts
+ * through bl_run_save_credentials), so a device pays the crypt cost once per
+ * password change. */
 static int default_credential(struct bl_run *run, const char *user, const char *hash, bool *unsupported)
 {
-	char key[512];
-	snprintf(key, sizeof(key), "%s:%s", user, hash);
+	unsigned long long key = fnv1a(user, hash);
 	for (size_t i = 0; i < run->ncreds; i++)
-		if (strcmp(run->creds[i].key, key) == 0)
+		if (run->creds[i].key == key)
 			return run->creds[i].match;
 	if (!run->cd && !(run->cd = calloc(1, sizeof(*run->cd))))
 		return -1;
@@ -449,22 +475,54 @@ static int default_credential(struct bl_run *run, const char *user, const char *
 		const char *h = crypt_r(mirai[i][1], hash, run->cd);
 		if (!h || h[0] == '*') {
 			*unsupported = true;
-			break;
+			return -1; /* not cached: a later libcrypt may know the format */
 		}
 		if (strcmp(h, hash) == 0)
 			match = (int)i;
 	}
-	struct cred_cache *c = &run->creds[run->next_cred];
-	if (run->ncreds < CRYPT_CACHE)
-		run->ncreds++;
-	else
-		free(c->key);
-	c->key = strdup(key);
-	c->match = match;
-	if (!c->key)
-		abort();
-	run->next_cred = (run->next_cred + 1) % CRYPT_CACHE;
+	remember(run, key, match);
 	return match;
+}
+
+void bl_run_load_credentials(struct bl_run *run, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char line[64];
+	if (!f)
+		return;
+	if (fgets(line, sizeof(line), f) && !strcmp(line, "defender-iot baseline credentials 1\n")) {
+		unsigned long long key;
+		int match;
+		while (fgets(line, sizeof(line), f) && sscanf(line, "%llx %d", &key, &match) == 2)
+			if (match >= -1 && match < (int)NMIRAI)
+				remember(run, key, match);
+	}
+	fclose(f);
+	run->creds_dirty = false;
+}
+
+int bl_run_save_credentials(struct bl_run *run, const char *path)
+{
+	if (!run->creds_dirty)
+		return 0;
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	fprintf(f, "defender-iot baseline credentials 1\n");
+	for (size_t i = 0; i < run->ncreds; i++)
+		fprintf(f, "%016llx %d\n", run->creds[i].key, run->creds[i].match);
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -1;
+	}
+	run->creds_dirty = false;
+	return 0;
 }
 
 static bool hash_locked(const char *h)
@@ -1953,6 +2011,7 @@ void bl_run_reset(struct bl_run *run)
 	/* keep what outlives a pass */
 	struct cred_cache creds[CRYPT_CACHE];
 	size_t ncreds = run->ncreds, next = run->next_cred;
+	bool dirty = run->creds_dirty;
 	struct crypt_data *cd = run->cd;
 	char **allow = run->suid_allow;
 	memcpy(creds, run->creds, sizeof(creds));
@@ -1960,6 +2019,7 @@ void bl_run_reset(struct bl_run *run)
 	memcpy(run->creds, creds, sizeof(creds));
 	run->ncreds = ncreds;
 	run->next_cred = next;
+	run->creds_dirty = dirty;
 	run->cd = cd;
 	run->suid_allow = allow;
 }
@@ -1991,8 +2051,6 @@ void bl_run_free(struct bl_run *run)
 	if (!run)
 		return;
 	bl_run_reset(run);
-	for (size_t i = 0; i < run->ncreds; i++)
-		free(run->creds[i].key);
 	free(run->cd);
 	free_allow(run);
 	free(run);
