@@ -463,3 +463,31 @@ def test_qos0_message_is_committed_without_further_traffic(hub, clients):
     while not subprocess.run(cli, check=True, stdout=subprocess.PIPE, text=True).stdout:
         assert time.monotonic() < deadline, "a QoS 0 message stayed uncommitted"
         time.sleep(0.2)
+
+
+def test_disabled_or_deleted_identity_cannot_connect(hub, clients):
+    key = new_identity(hub, "gone1")
+    m = connect(hub, clients, "gone1", key=key)
+    hub.client.request("DELETE", "/devices/gone1")
+    assert m.disconnected.wait(5), "deleting an identity drops its connection"
+    assert Mqtt(hub, "gone1", key=key).connect() == 5
+    key = new_identity(hub, "off1")
+    hub.client.request("PUT", "/devices/off1", {"status": "disabled",
+                                               "authentication": {"symmetricKey": {"primaryKey": key}}})
+    assert Mqtt(hub, "off1", key=key).connect() == 5
+
+
+def test_messages_follow_streams_new_messages(hub, clients):
+    key = new_identity(hub, "follow1")
+    m = connect(hub, clients, "follow1", key=key)
+    proc = subprocess.Popen([sys.executable, "-m", "defender_iot.cli", "hub", "messages", "--data",
+                             str(hub.data_dir), "--device", "follow1", "--json", "--follow"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # started and idle before anything arrives
+        assert m.publish(m.events_topic(), b'{"live": 1}')
+        line = proc.stdout.readline()
+        assert json.loads(line)["body"] == {"live": 1}
+    finally:
+        proc.terminate()
+        proc.wait(5)

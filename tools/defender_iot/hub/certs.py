@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -112,10 +113,13 @@ class Pki:
     def issued_by_ca(self, der: bytes) -> Optional[str]:
         """The certificate's common name if the hub CA signed it, else None."""
         ca = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
-        cert = x509.load_der_x509_certificate(der)
         try:
-            cert.verify_directly_issued_by(ca)
-        except Exception:  # noqa: BLE001 - InvalidSignature, ValueError, TypeError all mean "not ours"
+            cert = x509.load_der_x509_certificate(der)
+            if cert.issuer != ca.subject or cert.signature_hash_algorithm is None:
+                return None
+            ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes,  # type: ignore[call-arg]
+                                   ec.ECDSA(cert.signature_hash_algorithm))
+        except (InvalidSignature, ValueError, TypeError):
             return None
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         return str(names[0].value) if names else None
