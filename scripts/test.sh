@@ -12,6 +12,14 @@ cmake -S agent -B build/ctest -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build/ctest --parallel "$jobs"
 ctest --test-dir build/ctest --output-on-failure
 
+echo "== C unit tests under valgrind (no leak, no invalid access)"
+for t in build/ctest/tests/test_*; do
+  [ -x "$t" ] && [ -f "$t" ] || continue
+  valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+    --error-exitcode=1 "$t" >/dev/null || { echo "valgrind: $t failed" >&2; exit 1; }
+done
+echo "valgrind: $(ls build/ctest/tests/test_* | grep -vc '\.') unit test programs clean"
+
 echo "== C unit tests under AddressSanitizer and UndefinedBehaviorSanitizer"
 cmake -S agent -B build/ctest-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DAGENT_SANITIZE=ON >/dev/null
 cmake --build build/ctest-asan --parallel "$jobs"
