@@ -56,6 +56,7 @@ static void telnet_alerts_even_in_the_baseline(void **state)
 	listeners();
 	h_sock_add("tcp", "0.0.0.0", 23, "0.0.0.0", 0, "LISTEN", 104, 203);
 	h_sock_send();
+	h_advance(1);
 	assert_int_equal(h_count("UnexpectedListeningPort", "Active"), 1);
 	h_sock_send();
 	h_advance(30);

@@ -43,9 +43,20 @@ struct pid_info {
 	char cmdline[256];
 };
 
+/* A socket seen now whose alert is raised in tick, once the same cycle's
+ * process samples have told which program owns it. */
+struct pending {
+	char proto[8], state[16];
+	char laddr[46], raddr[46];
+	long lport, rport, pid;
+	char matched[64];
+};
+
 struct listener {
-	bool alerted;
 	long long seen_ms;
+	bool alerted;
+	bool in_baseline;
+	struct pending s;
 };
 
 /* An established TCP connection to another host, by socket inode. */
@@ -69,6 +80,8 @@ struct scanner {
 
 struct intel_hit {
 	long long seen_ms;
+	bool alerted;
+	struct pending s;
 };
 
 struct sn {
@@ -181,7 +194,18 @@ static void add_process(cJSON *e, struct sn *n, long pid)
 
 /* ---- listening ports ---- */
 
-static void check_listener(struct agent_ctx *ctx, struct sn *n, const struct dsock *s)
+static void pending_from(struct pending *p, const struct dsock *s)
+{
+	snprintf(p->proto, sizeof(p->proto), "%s", s->proto);
+	snprintf(p->state, sizeof(p->state), "%s", s->state);
+	snprintf(p->laddr, sizeof(p->laddr), "%s", s->laddr);
+	snprintf(p->raddr, sizeof(p->raddr), "%s", s->raddr);
+	p->lport = s->lport;
+	p->rport = s->rport;
+	p->pid = s->pid;
+}
+
+static void check_listener(struct sn *n, const struct dsock *s)
 {
 	struct dnet_ports *base = s->tcp ? &n->base_tcp : &n->base_udp;
 	if (!n->have_baseline) {
@@ -201,22 +225,31 @@ static void check_listener(struct agent_ctx *ctx, struct sn *n, const struct dso
 	l->seen_ms = n->socket_ms;
 	if (l->alerted)
 		return;
+	pending_from(&l->s, s);
+	l->in_baseline = dnet_ports_has(base, s->lport);
+}
+
+static void raise_listener(struct agent_ctx *ctx, struct sn *n, struct listener *l, const char *key)
+{
+	const struct pending *s = &l->s;
+	bool tcp = strncmp(s->proto, "tcp", 3) == 0, always = dnet_ports_has(&n->always, s->lport);
 	l->alerted = true;
 	cJSON *e = cJSON_CreateObject();
 	cJSON_AddStringToObject(e, "Protocol", s->proto);
 	cJSON_AddStringToObject(e, "LocalAddress", s->laddr);
 	cJSON_AddNumberToObject(e, "LocalPort", (double)s->lport);
 	add_process(e, n, s->pid);
-	cJSON_AddBoolToObject(e, "InBaseline", dnet_ports_has(base, s->lport));
+	cJSON_AddBoolToObject(e, "InBaseline", l->in_baseline);
 	char desc[160];
-	snprintf(desc, sizeof(desc), "a service listens on %s port %ld, which was not open at start nor allowed",
-		 s->tcp ? "TCP" : "UDP", s->lport);
-	if (dnet_ports_has(&n->always, s->lport))
+	if (always)
 		snprintf(desc, sizeof(desc), "a service listens on %s port %ld (telnet, adb or a botnet's lock port)",
-			 s->tcp ? "TCP" : "UDP", s->lport);
+			 tcp ? "TCP" : "UDP", s->lport);
+	else
+		snprintf(desc, sizeof(desc), "a service listens on %s port %ld, which was not open at start nor allowed",
+			 tcp ? "TCP" : "UDP", s->lport);
 	struct alert a = {
 		.name = "UnexpectedListeningPort",
-		.severity = dnet_ports_has(&n->always, s->lport) ? "High" : "Medium",
+		.severity = always ? "High" : "Medium",
 		.description = desc,
 		.remediation = "Identify the process that opened the port; stop and disable the service if it is not "
 			       "needed, or add the port to SuspiciousNetwork_AllowedPorts if it is expected.",
@@ -366,10 +399,17 @@ static void check_intel(struct agent_ctx *ctx, struct sn *n, const struct dsock 
 	struct intel_hit *h = dlru_get(&n->intel, inc, true, NULL);
 	if (!h)
 		return;
-	bool fresh = h->seen_ms == 0;
 	h->seen_ms = n->socket_ms;
-	if (!fresh)
+	if (h->alerted)
 		return;
+	pending_from(&h->s, s);
+	dnet_cidr_format(hit, h->s.matched, sizeof(h->s.matched));
+}
+
+static void raise_intel(struct agent_ctx *ctx, struct sn *n, struct intel_hit *h, const char *inc)
+{
+	const struct pending *s = &h->s;
+	h->alerted = true;
 	cJSON *e = cJSON_CreateObject();
 	cJSON_AddStringToObject(e, "RemoteAddress", s->raddr);
 	cJSON_AddNumberToObject(e, "RemotePort", (double)s->rport);
@@ -377,11 +417,8 @@ static void check_intel(struct agent_ctx *ctx, struct sn *n, const struct dsock 
 	cJSON_AddStringToObject(e, "Protocol", s->proto);
 	cJSON_AddStringToObject(e, "State", s->state);
 	add_process(e, n, s->pid);
-	if (!config_bool(agent_config(ctx), "Agent_MaskRemoteAddresses")) {
-		char net[64];
-		dnet_cidr_format(hit, net, sizeof(net));
-		cJSON_AddStringToObject(e, "MatchedEntry", net);
-	}
+	if (!config_bool(agent_config(ctx), "Agent_MaskRemoteAddresses"))
+		cJSON_AddStringToObject(e, "MatchedEntry", s->matched);
 	struct alert a = {
 		.name = "ThreatIntelConnection",
 		.severity = "High",
@@ -518,7 +555,7 @@ static void on_sockets(struct agent_ctx *ctx, struct sn *n, const cJSON *sample)
 		if (dsock_listening(&s)) {
 			/* Ephemeral UDP ports are clients (resolvers), not services. */
 			if (s.tcp || s.lport < 32768)
-				check_listener(ctx, n, &s);
+				check_listener(n, &s);
 			continue;
 		}
 		if (!dsock_remote(&s))
@@ -552,7 +589,8 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 
 /* End incidents whose listener, scanner or connection was not in the
  * latest socket table. */
-static void expire(struct agent_ctx *ctx, struct sn *n, struct dlru *m, const char *name, long long seen_off)
+static void expire(struct agent_ctx *ctx, struct sn *n, struct dlru *m, const char *name, size_t seen_off,
+		   size_t alerted_off)
 {
 	void *next;
 	for (void *v = dlru_next(m, NULL); v; v = next) {
@@ -560,7 +598,8 @@ static void expire(struct agent_ctx *ctx, struct sn *n, struct dlru *m, const ch
 		long long seen = *(const long long *)((const char *)v + seen_off);
 		if (seen >= n->socket_ms)
 			continue;
-		agent_alert_end(ctx, name, dlru_key(m, v), NULL);
+		if (*(const bool *)((const char *)v + alerted_off))
+			agent_alert_end(ctx, name, dlru_key(m, v), NULL);
 		dlru_remove(m, v);
 	}
 }
@@ -568,10 +607,19 @@ static void expire(struct agent_ctx *ctx, struct sn *n, struct dlru *m, const ch
 static void tick(struct agent_ctx *ctx, void *state)
 {
 	struct sn *n = state;
+	for (struct listener *l = dlru_next(&n->listeners, NULL); l; l = dlru_next(&n->listeners, l))
+		if (!l->alerted)
+			raise_listener(ctx, n, l, dlru_key(&n->listeners, l));
+	for (struct intel_hit *h = dlru_next(&n->intel, NULL); h; h = dlru_next(&n->intel, h))
+		if (!h->alerted)
+			raise_intel(ctx, n, h, dlru_key(&n->intel, h));
 	check_shells(ctx, n);
-	expire(ctx, n, &n->listeners, "UnexpectedListeningPort", offsetof(struct listener, seen_ms));
-	expire(ctx, n, &n->scanners, "PortScan", offsetof(struct scanner, seen_ms));
-	expire(ctx, n, &n->intel, "ThreatIntelConnection", offsetof(struct intel_hit, seen_ms));
+	expire(ctx, n, &n->listeners, "UnexpectedListeningPort", offsetof(struct listener, seen_ms),
+	       offsetof(struct listener, alerted));
+	expire(ctx, n, &n->scanners, "PortScan", offsetof(struct scanner, seen_ms),
+	       offsetof(struct scanner, alerted));
+	expire(ctx, n, &n->intel, "ThreatIntelConnection", offsetof(struct intel_hit, seen_ms),
+	       offsetof(struct intel_hit, alerted));
 }
 
 const struct detector detector_suspicious_network = {
