@@ -96,22 +96,27 @@ def sas_token(host: str, ident: Identity, key: str, ttl: int = 3600, now: Option
 
 class AuthError(Exception):
     """Why a CONNECT is refused (logged by the hub, never sent to the client,
-    as IoT Hub sends only the CONNACK code)."""
+    as IoT Hub sends only the CONNACK code: 2 bad client id, 4 bad username,
+    5 not authorized)."""
+
+    def __init__(self, message: str, connack_code: int = 5) -> None:
+        super().__init__(message)
+        self.connack_code = connack_code
 
 
 def parse_username(username: str, client_id: str, host_names) -> Identity:
     """`{host}/{d}[/{m}]/?api-version=...`; the ids must match the client id."""
     path, sep, query = username.partition("/?")
     if not sep or "api-version=" not in query:
-        raise AuthError(f"username {username!r}: expected {{host}}/{{device}}[/{{module}}]/?api-version=...")
+        raise AuthError(f"username {username!r}: expected {{host}}/{{device}}[/{{module}}]/?api-version=...", 4)
     host, _, ids = path.partition("/")
     if host.lower() not in host_names:
-        raise AuthError(f"username host {host!r} is not this hub ({', '.join(sorted(host_names))})")
+        raise AuthError(f"username host {host!r} is not this hub ({', '.join(sorted(host_names))})", 4)
     if ids != client_id:
-        raise AuthError(f"username identity {ids!r} does not match client id {client_id!r}")
+        raise AuthError(f"username identity {ids!r} does not match client id {client_id!r}", 2)
     device, _, module = client_id.partition("/")
     if not device or "/" in module:
-        raise AuthError(f"client id {client_id!r}: expected {{device}} or {{device}}/{{module}}")
+        raise AuthError(f"client id {client_id!r}: expected {{device}} or {{device}}/{{module}}", 2)
     return Identity(device, module)
 
 

@@ -59,7 +59,7 @@ KEEPALIVE_CAP = 1767                # server side: 1.5 x client value, capped [M
 SLOW_READER_BYTES = 1 << 20
 
 # CONNACK return codes (MQTT 3.1.1 section 3.2.2.3)
-REFUSED_PROTOCOL, REFUSED_IDENTIFIER, REFUSED_CREDENTIALS, REFUSED_AUTH = 1, 2, 4, 5
+REFUSED_PROTOCOL, REFUSED_AUTH = 1, 5
 
 
 class Disconnect(Exception):
@@ -146,6 +146,7 @@ class HubCore:
     _ssl: Optional[ssl.SSLContext] = None
     _ssl_stamp: Tuple[float, ...] = ()
     _deadlines: Dict[asyncio.StreamWriter, float] = field(default_factory=dict)
+    _tasks: Set["asyncio.Task[None]"] = field(default_factory=set)
 
     # -- TLS ---------------------------------------------------------------
     def ssl_context(self) -> ssl.SSLContext:
@@ -192,6 +193,9 @@ class HubCore:
     async def handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         conn: Optional[Connection] = None
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             self._deadlines[writer] = time.monotonic() + CONNECT_TIMEOUT
             conn = await self._connect(reader, writer)
@@ -208,6 +212,7 @@ class HubCore:
             if conn is not None:
                 self._forget(conn)
             writer.close()
+            self._tasks.discard(task)  # type: ignore[arg-type]
 
     def _forget(self, conn: Connection) -> None:
         conn.close()
@@ -256,7 +261,7 @@ class HubCore:
         try:
             ident = parse_username(packet.username or "", client_id, self.host_names)
         except AuthError as e:
-            refuse(REFUSED_IDENTIFIER if "client id" in str(e) else REFUSED_CREDENTIALS, str(e))
+            refuse(e.connack_code, str(e))
             return None
         record = self.store.get_identity(ident)
         try:
@@ -476,9 +481,16 @@ class HubCore:
         except ValueError:
             return status, body.decode("utf-8", "replace")
 
-    def close_all(self) -> None:
+    async def shutdown(self, timeout: float = 5) -> None:
+        """Close every client (connected or not yet) and let the handlers
+        finish, so nothing is cancelled mid-packet; then commit."""
         for conn in list(self.connections.values()):
             self._forget(conn)
+        for writer in list(self._deadlines):
+            if writer.transport is not None:
+                writer.transport.abort()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
         self.store.commit()
 
 

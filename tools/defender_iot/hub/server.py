@@ -80,7 +80,7 @@ async def _serve(opts: ServeOptions) -> None:
         log.info("hub stopping")
         watcher.cancel()
         mqtt.close()
-        core.close_all()
+        await core.shutdown()
         await runner.cleanup()
         store.close()
         try:
