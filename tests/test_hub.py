@@ -491,3 +491,18 @@ def test_messages_follow_streams_new_messages(hub, clients):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_c2d_and_method_quotas(hub):
+    new_identity(hub, "quota1")
+    with pytest.raises(HubApiError) as e:
+        hub.client.send_c2d("quota1", None, "x" * (64 * 1024 + 1))
+    assert e.value.status == 400
+    for i in range(50):
+        hub.client.send_c2d("quota1", None, f"m{i}")
+    with pytest.raises(HubApiError) as e:
+        hub.client.send_c2d("quota1", None, "one too many")
+    assert e.value.status == 403
+    with pytest.raises(HubApiError) as e:
+        hub.client.invoke("quota1", None, "m", "x" * (128 * 1024), timeout=1)
+    assert e.value.status == 400

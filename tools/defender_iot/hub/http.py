@@ -19,6 +19,8 @@ from defender_iot.hub.mqtt import HubCore
 from defender_iot.hub.store import MessageFilter
 
 OPENAPI = Path(__file__).with_name("openapi.json")
+C2D_MAX_BYTES, C2D_MAX_PENDING = 64 * 1024, 50  # IoT Hub's quotas [QT]
+METHOD_MAX_BYTES = 128 * 1024
 CORE = web.AppKey("core", HubCore)
 HOST = web.AppKey("host", str)
 
@@ -141,6 +143,8 @@ async def invoke_method(request: web.Request) -> web.Response:
         return error(400, 400001, "body: expected {\"methodName\": ..., \"payload\": ...}")
     if core.store.get_identity(ident) is None:
         return error(404, 404001, f"{ident} not found")
+    if len(json.dumps(body.get("payload"))) > METHOD_MAX_BYTES:
+        return error(400, 400027, f"method payload is over the {METHOD_MAX_BYTES} byte limit")
     timeout = float(body.get("responseTimeoutInSeconds", 30))
     connect_timeout = float(body.get("connectTimeoutInSeconds", 0))
     loop = asyncio.get_running_loop()
@@ -168,6 +172,10 @@ async def send_c2d(request: web.Request) -> web.Response:
         return error(400, 400001, "body: expected {\"body\": ..., \"properties\": {...}}")
     payload = body["body"]
     data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+    if len(data) > C2D_MAX_BYTES:
+        return error(400, 400027, f"message of {len(data)} bytes is over the {C2D_MAX_BYTES} byte C2D limit")
+    if len(core.store.pending_c2d(ident)) >= C2D_MAX_PENDING:
+        return error(403, 403004, f"{ident} already has {C2D_MAX_PENDING} undelivered messages")
     props = {str(k): (None if v is None else str(v)) for k, v in (body.get("properties") or {}).items()}
     msg_id = core.store.enqueue_c2d(ident, data, props)
     core.deliver_c2d(ident)
