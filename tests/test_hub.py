@@ -506,3 +506,15 @@ def test_c2d_and_method_quotas(hub):
     with pytest.raises(HubApiError) as e:
         hub.client.invoke("quota1", None, "m", "x" * (128 * 1024), timeout=1)
     assert e.value.status == 400
+
+
+def test_half_open_connection_is_dropped_after_connect_deadline(hub):
+    s = _tls(hub)  # TLS done, CONNECT never sent
+    s.settimeout(20)
+    t0 = time.monotonic()
+    try:
+        data = s.recv(1)
+    except (ssl.SSLError, ConnectionError):
+        data = b""
+    assert data == b"" and time.monotonic() - t0 < 13  # CONNECT_TIMEOUT is 10 s, swept every second
+    s.close()
