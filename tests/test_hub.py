@@ -117,6 +117,15 @@ def test_server_certificate_names_and_connection_string(tmp_path):
     cert.verify_directly_issued_by(ca)
 
 
+def test_registering_again_keeps_the_keys(hub):
+    first = hub.connection_string("again1", MODULE)
+    assert hub.connection_string("again1", MODULE) == first
+    assert hub.client.add_identity("again1", MODULE)["connectionString"] == first
+    fresh = hub.client.request("PUT", "/devices/again1/modules/" + MODULE,
+                               {"authentication": {"symmetricKey": {"primaryKey": "A" * 43 + "="}}})
+    assert fresh["connectionString"].endswith("SharedAccessKey=" + "A" * 43 + "=")
+
+
 def test_device_telemetry_with_properties_is_stored(hub, clients):
     key = new_identity(hub, "tele1")
     m = connect(hub, clients, "tele1", key=key)

@@ -153,6 +153,13 @@ class Store:
             raise UserError(f"authentication type {auth_type!r}: expected one of {', '.join(AUTH_TYPES)}")
         if status not in ("enabled", "disabled"):
             raise UserError(f"status {status!r}: expected enabled or disabled")
+        existing = self.get_identity(ident)
+        if existing and existing["auth_type"] == auth_type:
+            # An update that names no credentials keeps the current ones, so
+            # registering twice hands out the same connection string.
+            primary_key, secondary_key = primary_key or existing["primary_key"], secondary_key or existing["secondary_key"]
+            primary_thumbprint = primary_thumbprint or existing["primary_thumbprint"]
+            secondary_thumbprint = secondary_thumbprint or existing["secondary_thumbprint"]
         if auth_type == "sas":
             primary_key, secondary_key = primary_key or new_key(), secondary_key or new_key()
             primary_thumbprint = secondary_thumbprint = None
