@@ -350,9 +350,16 @@ static int nl_drain(struct agent_ctx *ctx, struct state *st, int fd, nl_event_fn
 		struct sockaddr_nl from;
 		socklen_t flen = sizeof(from);
 		ssize_t n = recvfrom(fd, &m, sizeof(m), 0, (struct sockaddr *)&from, &flen);
+		if (n < 0 && errno == ENOBUFS) {
+			/* Events were lost (a burst of forks filled the socket):
+			 * the next /proc pass makes up for them. */
+			agent_count(ctx, "Process", "netlink events lost", 1);
+			agent_debug(ctx, "proc connector: events lost; the next /proc pass makes up for them");
+			continue;
+		}
 		if (n < 0) {
-			if (errno == EINTR || errno == ENOBUFS)
-				continue; /* ENOBUFS: events were lost; the next pass makes up for them */
+			if (errno == EINTR)
+				continue;
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
 		}
 		if (from.nl_pid != 0)
@@ -414,6 +421,13 @@ static void nl_open(struct agent_ctx *ctx, struct state *st)
 	sa.nl_family = AF_NETLINK;
 	sa.nl_groups = CN_IDX_PROC;
 	st->nl_seq = (uint32_t)getpid() << 8;
+	/* Every fork and thread of the system comes through this socket:
+	 * a deeper queue (kernel memory, not ours) rides out build storms.
+	 * SO_RCVBUFFORCE passes rmem_max with CAP_NET_ADMIN, which netlink
+	 * needs anyway. */
+	int rcvbuf = 1 << 20;
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
 	    nl_send_op(fd, st->nl_seq, PROC_CN_MCAST_LISTEN) != 0) {
 		why = strerror(errno);
