@@ -525,9 +525,11 @@ int bl_run_save_credentials(struct bl_run *run, const char *path)
 	return 0;
 }
 
+/* No usable password: empty (DIOT-ACC-001's business), locked, or the
+ * "x" that points to /etc/shadow. A DES hash may start with 'x' too. */
 static bool hash_locked(const char *h)
 {
-	return !*h || h[0] == '!' || h[0] == '*' || h[0] == 'x';
+	return !*h || h[0] == '!' || h[0] == '*' || strcmp(h, "x") == 0;
 }
 
 static int cmp_long(const void *a, const void *b)
