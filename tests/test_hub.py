@@ -527,3 +527,13 @@ def test_half_open_connection_is_dropped_after_connect_deadline(hub):
         data = b""
     assert data == b"" and time.monotonic() - t0 < 13  # CONNECT_TIMEOUT is 10 s, swept every second
     s.close()
+
+
+def test_client_messages_pages_past_the_server_limit(hub, clients):
+    key = new_identity(hub, "many1")
+    m = connect(hub, clients, "many1", key=key)
+    for i in range(10050):
+        m.client.publish(m.events_topic(), b"{}", 1)
+    msgs = hub.client.wait_for_messages(lambda ms: len(ms) == 10050, timeout=120, device="many1")
+    assert len({x["id"] for x in msgs}) == 10050
+    assert len(hub.client.messages(device="many1", limit=3)) == 3

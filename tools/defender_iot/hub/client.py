@@ -120,10 +120,19 @@ class HubClient:
                             {"body": body, "properties": properties or {}})["id"]
 
     def messages(self, device: Optional[str] = None, module: Optional[str] = None, type: Optional[str] = None,
-                 alert: Optional[str] = None, since: int = 0, limit: int = 1000) -> List[Dict[str, Any]]:
-        query = {k: v for k, v in dict(device=device, module=module, type=type, alert=alert,
-                                        since=since, limit=limit).items() if v is not None}
-        return self.request("GET", "/messages?" + urllib.parse.urlencode(query))
+                 alert: Optional[str] = None, since: int = 0, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Received messages, oldest first; all of them unless `limit` (the
+        server returns at most 10,000 per request: this pages)."""
+        out: List[Dict[str, Any]] = []
+        while True:
+            page = 10000 if limit is None else min(10000, limit - len(out))
+            query = {k: v for k, v in dict(device=device, module=module, type=type, alert=alert,
+                                            since=since, limit=page).items() if v is not None}
+            got = self.request("GET", "/messages?" + urllib.parse.urlencode(query))
+            out.extend(got)
+            if len(got) < page or (limit is not None and len(out) >= limit):
+                return out
+            since = got[-1]["id"]
 
     def wait_for_messages(self, done: Callable[[List[Dict[str, Any]]], bool], timeout: float = 60,
                           **filters: Any) -> List[Dict[str, Any]]:
