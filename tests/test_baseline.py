@@ -174,25 +174,7 @@ def test_firewall_from_an_nft_ruleset(build, tmp_path):
     assert port7 == [7]
 
 
-POLICY = r"""# Acme gateway: product checks beside the built-in ones
-check: ACME-001
-description: The factory test daemon is not running
-severity: High
-group: Product
-remediation: Remove acme-factoryd from the image
-condition: none
-rule: p:acme-factoryd
-
-check: ACME-002
-description: Debug is off, at most 8 clients, and the factory flag is gone
-severity: Medium
-cis: 99.1
-rule: f:/etc/acme/gateway.conf -> r:^debug\s*=\s*0$
-rule: f:/etc/acme/gateway.conf -> n:^max_clients\s*=\s*(\d+) compare <= 8
-rule: not f:/etc/acme/factory-mode
-rule: s:kernel.randomize_va_space -> 2
-rule: d:/etc/acme -> r:\.conf$ -> r:^listen && !r:0\.0\.0\.0
-"""
+POLICY = FIXTURES / "policies" / "acme-gateway.policy"
 
 
 @needs_root
@@ -201,9 +183,7 @@ def test_product_policy_checks_appear_beside_the_built_in_ones(build, tmp_path):
     (tree / "etc" / "acme").mkdir()
     conf = tree / "etc" / "acme" / "gateway.conf"
     conf.write_text("listen = 127.0.0.1:8080\ndebug = 0\nmax_clients = 4\n")
-    policy = tmp_path / "acme.policy"
-    policy.write_text(POLICY)
-    cfg = write_config(tmp_path, {"Baseline_PolicyFiles": [str(policy)]})
+    cfg = write_config(tmp_path, {"Baseline_PolicyFiles": [str(POLICY)]})
     proc, entries = baseline(build, tree, cfg)
     got = by_id(entries)
     assert len(entries) == len(ALL_CHECKS) + 2
@@ -219,6 +199,11 @@ def test_product_policy_checks_appear_beside_the_built_in_ones(build, tmp_path):
     _, entries = baseline(build, tree, cfg)
     got = by_id(entries)
     assert got["ACME-001"]["Result"] == "Fail" and got["ACME-002"]["Result"] == "Fail"
+
+    conf.write_text("listen = 127.0.0.1:8080\ndebug = 0\nmax_clients = 4\n")
+    (tree / "etc" / "acme" / "factory-mode").write_text("")
+    _, entries = baseline(build, tree, cfg)
+    assert by_id(entries)["ACME-002"]["Result"] == "Fail"
 
     # an input the check reads is missing: Skip, not Fail
     shutil.rmtree(tree / "etc" / "acme")
@@ -256,6 +241,17 @@ def test_malformed_policy_is_one_line_and_builtins_still_run(build, tmp_path, te
     assert ids[: len(ALL_CHECKS)] == ALL_CHECKS
     assert ids[len(ALL_CHECKS):] == ["GOOD-1"]
     assert by_id(entries)["GOOD-1"]["Result"] == "Pass"
+
+
+def test_unreadable_policy_file_is_one_line(build, tmp_path):
+    missing = tmp_path / "missing.policy"
+    cfg = write_config(tmp_path, {"Baseline_PolicyFiles": [str(missing)]})
+    proc, entries = baseline(build, tmp_path, cfg)
+    assert baseline_log(proc) == [
+        f"defender-iot-agent: warning: baseline: {missing}: expected a readable regular file of at most 1 MB "
+        "(No such file or directory) (its checks are skipped)"
+    ]
+    assert [e["Id"] for e in entries] == ALL_CHECKS
 
 
 def test_groups_checks_disabled_and_severity_overrides(build, tmp_path):

@@ -118,7 +118,7 @@ static char *read_policy(const char *path, char *err, size_t errsize)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > POLICY_MAX) {
-		snprintf(err, errsize, "%s:0: field 'file': expected a readable regular file of at most 1 MB (%s)", path,
+		snprintf(err, errsize, "%s: expected a readable regular file of at most 1 MB (%s)", path,
 			 fd < 0 ? strerror(errno) : "not a regular file or too large");
 		if (fd >= 0)
 			close(fd);
@@ -129,7 +129,7 @@ static char *read_policy(const char *path, char *err, size_t errsize)
 	close(fd);
 	if (n < 0) {
 		free(buf);
-		snprintf(err, errsize, "%s:0: field 'file': expected a readable file", path);
+		snprintf(err, errsize, "%s: expected a readable file (%s)", path, strerror(errno));
 		return NULL;
 	}
 	buf[n] = 0;
