@@ -537,3 +537,11 @@ def test_client_messages_pages_past_the_server_limit(hub, clients):
     msgs = hub.client.wait_for_messages(lambda ms: len(ms) == 10050, timeout=120, device="many1")
     assert len({x["id"] for x in msgs}) == 10050
     assert len(hub.client.messages(device="many1", limit=3)) == 3
+
+
+def test_connection_closed_when_its_sas_token_expires(hub, clients):
+    key = new_identity(hub, "ttl1")
+    m = Mqtt(hub, "ttl1", password=sas_token("localhost", Identity("ttl1"), key, ttl=3))
+    clients.append(m)
+    assert m.connect() == 0
+    assert m.disconnected.wait(8), "IoT Hub closes a connection whose SAS token has expired"

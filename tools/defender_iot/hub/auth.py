@@ -120,9 +120,9 @@ def parse_username(username: str, client_id: str, host_names) -> Identity:
     return Identity(device, module)
 
 
-def verify_sas(token: str, host: str, ident: Identity, keys, now: Optional[float] = None) -> None:
-    """Raise AuthError unless `token` is a valid, unexpired SAS for `ident`
-    signed with one of `keys`."""
+def verify_sas(token: str, host: str, ident: Identity, keys, now: Optional[float] = None) -> int:
+    """The token's expiry (Unix time); AuthError unless `token` is a valid,
+    unexpired SAS for `ident` signed with one of `keys`."""
     prefix = "SharedAccessSignature "
     if not token.startswith(prefix):
         raise AuthError("password is not a SharedAccessSignature")
@@ -146,5 +146,5 @@ def verify_sas(token: str, host: str, ident: Identity, keys, now: Optional[float
     given = urllib.parse.unquote(sig)
     for key in keys:
         if key and hmac.compare_digest(sign(key, sr, expiry), given):
-            return
+            return expiry
     raise AuthError("SAS signature does not match the identity's keys")

@@ -76,6 +76,7 @@ class Connection:
     closed: bool = False
     auth: str = "sas"
     keepalive: int = 0
+    expires: Optional[float] = None  # SAS expiry: IoT Hub closes the connection then
 
     def send(self, packet) -> None:
         if not self.closed:
@@ -177,7 +178,8 @@ class HubCore:
 
     async def housekeeping(self, interval: float = 1.0) -> None:
         """Once a second: drop clients past their deadline (CONNECT not sent
-        in time, keep-alive expired) and reload the client trust list. One
+        in time, keep-alive expired, SAS token expired, as IoT Hub does) and
+        reload the client trust list. One
         sweep is far cheaper than a timer around every read."""
         while True:
             await asyncio.sleep(interval)
@@ -187,6 +189,12 @@ class HubCore:
                     log.info("%s: timed out (no CONNECT, or keep-alive expired)", writer.get_extra_info("peername"))
                     self._deadlines.pop(writer, None)
                     writer.transport.abort()
+            wall = time.time()
+            for conn in list(self.connections.values()):
+                if conn.expires is not None and wall >= conn.expires:
+                    log.info("%s: SAS token expired: disconnected (the device must reconnect with a new one)",
+                             conn.ident)
+                    self._forget(conn)
             self.refresh_trust()
 
     # -- connections ---------------------------------------------------------
@@ -269,7 +277,7 @@ class HubCore:
                 raise AuthError(f"{ident} is not registered")
             if record["status"] != "enabled":
                 raise AuthError(f"{ident} is disabled")
-            auth = self._authenticate(ident, record, packet.password, writer)
+            auth, expires = self._authenticate(ident, record, packet.password, writer)
         except AuthError as e:
             refuse(REFUSED_AUTH, f"{ident}: {e}")
             return None
@@ -277,20 +285,20 @@ class HubCore:
         if old is not None:
             log.info("%s: a new connection replaces the previous one", ident)
             self._forget(old)
-        conn = Connection(ident, writer, auth=auth, keepalive=packet.keep_alive)
+        conn = Connection(ident, writer, auth=auth, keepalive=packet.keep_alive, expires=expires)
         self.connections[client_id] = conn
         conn.send(ConnackPacket.build(0, 0))
         log.info("%s: connected (%s, keep-alive %ds)", ident, auth, packet.keep_alive)
         return conn
 
     def _authenticate(self, ident: Identity, record: dict, password: Optional[str],
-                      writer: asyncio.StreamWriter) -> str:
+                      writer: asyncio.StreamWriter) -> Tuple[str, Optional[float]]:
+        """(how it authenticated, when the credential expires or None)."""
         if record["auth_type"] == "sas":
             if not password:
                 raise AuthError("no SAS token (password) given")
-            verify_sas(password, _sas_host(password, self.host_names), ident,
-                       (record["primary_key"], record["secondary_key"]))
-            return "sas"
+            return "sas", verify_sas(password, _sas_host(password, self.host_names), ident,
+                                     (record["primary_key"], record["secondary_key"]))
         sslobj = writer.get_extra_info("ssl_object")
         der = sslobj.getpeercert(binary_form=True) if sslobj else None
         if not der:
@@ -299,11 +307,11 @@ class HubCore:
             prints = {thumbprint(der, "sha1"), thumbprint(der, "sha256")}
             if not prints & {record["primary_thumbprint"], record["secondary_thumbprint"]}:
                 raise AuthError("client certificate thumbprint does not match the registered ones")
-            return "x509-thumbprint"
+            return "x509-thumbprint", None
         cn = self.pki.issued_by_ca(der)
         if cn is None or cn not in (ident.device_id, ident.client_id):
             raise AuthError(f"client certificate is not issued by the hub CA for {ident.device_id} (CN {cn!r})")
-        return "x509-ca"
+        return "x509-ca", None
 
     async def _serve(self, reader: asyncio.StreamReader, conn: Connection) -> None:
         timeout = min(conn.keepalive * 1.5, KEEPALIVE_CAP) if conn.keepalive else KEEPALIVE_CAP
