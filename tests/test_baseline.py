@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Dict, List
 
@@ -330,3 +331,48 @@ def test_default_credential_results_survive_a_restart_without_copying_hashes(bui
     (tree / "etc" / "shadow").write_text("\n".join([hardened_root] + lines[1:]) + "\n")
     _, entries = baseline(build, tree, cfg)
     assert by_id(entries)["DIOT-ACC-010"]["Evidence"]["Accounts"] == ["admin", "admin"]
+
+
+NFT_RULESET = """table inet filter {
+  chain input {
+    type filter hook input priority 0; policy drop;
+    iif lo accept
+    ip saddr 127.0.0.0/8 drop
+    ct state established,related accept
+    tcp dport { 22, 8080 } accept
+  }
+  chain forward { type filter hook forward priority 0; policy drop; }
+  chain output { type filter hook output priority 0; policy accept; }
+}
+"""
+
+LISTEN = "import socket, sys, time\n" + "\n".join(
+    f"s{p} = socket.socket(); s{p}.bind(('0.0.0.0', {p})); s{p}.listen()" for p in (8080, 9999)
+) + "\nprint('ready', flush=True)\ntime.sleep(60)\n"
+
+
+@needs_root
+@pytest.mark.skipif(not (shutil.which("unshare") and shutil.which("nft")), reason="needs unshare and nft (nftables)")
+def test_live_nft_rules_in_a_network_namespace(build, tmp_path):
+    """The agent runs the real `nft list ruleset` (and iptables-save) in a
+    network namespace of its own: the machine's firewall is not touched."""
+    rules = tmp_path / "rules.nft"
+    rules.write_text(NFT_RULESET)
+    script = (
+        f"nft -f {rules} || exit 99\n"
+        f"python3 -c \"$LISTEN\" > {tmp_path}/ready 2>&1 & listener=$!\n"
+        f"for i in $(seq 100); do [ -s {tmp_path}/ready ] && break; sleep 0.1; done\n"
+        f"{build.binary} --once\n"
+        "kill $listener\n"
+    )
+    proc = subprocess.run(["unshare", "-n", "sh", "-c", script], env={**os.environ, "LISTEN": LISTEN},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    if proc.returncode == 99 or "Operation not permitted" in proc.stderr:
+        pytest.skip(f"cannot load nftables rules here: {proc.stderr.strip()[:200]}")
+    got = {e["Id"]: e for ev in events(proc.stdout, "Baseline") for e in ev["Payload"] if e["Group"] == "Firewall"}
+    assert {i: e["Result"] for i, e in got.items()} == {
+        "DIOT-FW-001": "Pass", "DIOT-FW-002": "Pass", "DIOT-FW-003": "Pass", "DIOT-FW-004": "Fail",
+        "DIOT-FW-005": "Pass", "DIOT-FW-006": "Pass", "DIOT-FW-007": "Pass", "DIOT-FW-008": "Fail",
+        "DIOT-FW-009": "Pass",
+    }
+    assert got["DIOT-FW-008"]["Evidence"]["PortsWithoutRule"] == [9999]

@@ -933,6 +933,8 @@ static void sshd_parse(struct agent_ctx *ctx, cJSON *kv, const char *path, int d
 static void sshd_include(struct agent_ctx *ctx, cJSON *kv, const char *pattern, int depth)
 {
 	char abs[1024], full[4096];
+	if (strstr(pattern, ".."))
+		return; /* would leave the --root tree */
 	if (pattern[0] == '/')
 		snprintf(abs, sizeof(abs), "%s", pattern);
 	else
@@ -1427,10 +1429,21 @@ static char *run_tool(const char *path, char *const argv[])
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	/* the core blocks the signals it takes through signalfd: give the
+	 * tool the default mask and dispositions */
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
 	pid_t pid;
-	int rc = posix_spawn(&pid, path, &fa, NULL, argv, envp);
+	int rc = posix_spawn(&pid, path, &fa, &attr, argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
 	close(fds[1]);
 	if (rc != 0) {
 		close(fds[0]);
@@ -1465,8 +1478,15 @@ static char *run_tool(const char *path, char *const argv[])
 		n += (size_t)got;
 	}
 	close(fds[0]);
+	/* End of output comes a moment before the exit: wait out the rest of
+	 * the time limit, then kill. */
 	int status = 0;
-	if (waitpid(pid, &status, WNOHANG) == 0) {
+	pid_t w;
+	while ((w = waitpid(pid, &status, WNOHANG)) == 0 && waited < 3000) {
+		poll(NULL, 0, 10);
+		waited += 10;
+	}
+	if (w == 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
 		free(out);
