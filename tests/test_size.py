@@ -62,6 +62,11 @@ def test_totals_equal_allocated_sections(agent_factory, arch, tmp_path):
     # the default build (no -g) and its stripped copy reconcile as well
     plain = agent_factory(only(*ISSUE2), arch=arch).binary
     check_reconciles(plain)
+    # without DWARF, global symbols are placed through the build's object files
+    without_dwarf = size_report(plain)
+    assert not without_dwarf.has_dwarf and without_dwarf.objects
+    for feature in listed:
+        assert without_dwarf.components[feature].get("text", 0) > 0, feature
     stripped = tmp_path / "stripped"
     shutil.copy(plain, stripped)
     strip = {"x86_64": "strip", "aarch64": "aarch64-linux-gnu-strip", "armhf": "arm-linux-gnueabihf-strip"}[arch]

@@ -65,6 +65,7 @@ class SizeReport:
     has_dwarf: bool
     sections: List[Section]
     symbols: List[Symbol]
+    objects: bool = False  # global symbols placed through the build directory's object files
     # component -> kind -> bytes
     components: Dict[str, Dict[str, int]] = field(default_factory=dict)
 
@@ -102,6 +103,7 @@ class SizeReport:
             "arch": self.arch,
             "symbols": self.has_symbols,
             "dwarf": self.has_dwarf,
+            "objects": self.objects,
             "total": self.total,
             "flash": self.flash,
             "ram": self.ram,
@@ -184,6 +186,24 @@ def _dwarf_addresses(elf: ELFFile, comps: _Components) -> Dict[int, str]:
     return out
 
 
+def _object_symbols(elf_path: Path, comps: _Components) -> Dict[str, str]:
+    """Without DWARF: global symbol -> component from the object files of
+    the CMake build directory the binary sits in, whose paths mirror the
+    sources (CMakeFiles/<target>.dir/src/collectors/login.c.o)."""
+    out: Dict[str, str] = {}
+    for obj in sorted((elf_path.parent / "CMakeFiles").glob("*.dir/**/*.c.o")):
+        component = comps.of_path(str(obj)[:-2])
+        try:
+            with open(obj, "rb") as fh:
+                symtab = ELFFile(fh).get_section_by_name(".symtab")
+                for sym in symtab.iter_symbols() if symtab else []:
+                    if sym["st_info"]["bind"] != "STB_LOCAL" and sym["st_shndx"] != "SHN_UNDEF" and sym.name:
+                        out.setdefault(sym.name, component)
+        except (OSError, ELFError):
+            continue
+    return out
+
+
 def size_report(path: Path) -> SizeReport:
     path = Path(path)
     try:
@@ -212,6 +232,7 @@ def _report(path: Path, elf: ELFFile) -> SizeReport:
     comps = _Components()
     has_dwarf = elf.has_dwarf_info() and elf.get_section_by_name(".debug_info") is not None
     dwarf_addr = _dwarf_addresses(elf, comps) if has_dwarf else {}
+    by_object = {} if has_dwarf else _object_symbols(path, comps)
 
     symtab = elf.get_section_by_name(".symtab")
     symbols: List[Symbol] = []
@@ -236,14 +257,14 @@ def _report(path: Path, elf: ELFFile) -> SizeReport:
         if bind == "STB_LOCAL" and current_file:
             component = comps.of_file_symbol(current_file)
         else:
-            component = dwarf_addr.get(addr) or comps.of_name(sym.name) or (
+            component = dwarf_addr.get(addr) or by_object.get(sym.name) or comps.of_name(sym.name) or (
                 THIRD_PARTY if sym.name.startswith("_") else UNATTRIBUTED)
         s = Symbol(sym.name, addr, sym["st_size"], sec.name, component, bind)
         seen[key] = s
         symbols.append(s)
 
     report = SizeReport(path=path, arch=arch, has_symbols=symtab is not None, has_dwarf=has_dwarf,
-                        sections=sections, symbols=symbols)
+                        sections=sections, symbols=symbols, objects=bool(by_object))
     _attribute(report)
     return report
 
@@ -280,7 +301,8 @@ def _attribute(report: SizeReport) -> None:
 def format_report(report: SizeReport, top: int = 0) -> str:
     total = report.total or 1
     lines = [f"{report.path} ({report.arch}; symbols: {'yes' if report.has_symbols else 'no (stripped)'}; "
-             f"DWARF: {'yes' if report.has_dwarf else 'no'})",
+             f"DWARF: {'yes' if report.has_dwarf else 'no'}"
+             f"{'; object files: yes' if report.objects else ''})",
              f"in memory {report.total} bytes = flash {report.flash} (text + rodata + data) "
              f"+ bss {report.kind_total('bss')}; static RAM {report.ram} (data + bss)", ""]
     width = max([len(c) for c in report.components] + [9]) + 2
@@ -301,9 +323,10 @@ def format_report(report: SizeReport, top: int = 0) -> str:
     lines.append("-" * len(head))
     lines.append(f"{'total':<{width}}" + "".join(f"{report.kind_total(k):>9}" for k in SECTION_KINDS)
                  + f"{report.total:>9}{100.0:>6.1f}%")
-    if not report.has_dwarf and report.has_symbols:
+    if not report.has_dwarf and report.has_symbols and not report.objects:
         lines.append("")
-        lines.append("no DWARF: global symbols are attributed by name only; build with -g for full attribution")
+        lines.append("no DWARF and no object files beside it: global symbols are attributed by name only; "
+                     "build with -g for full attribution")
     if top:
         lines += ["", f"largest {top} symbols:"]
         for s in sorted(report.symbols, key=lambda s: (-s.attributed, s.name))[:top]:
