@@ -173,6 +173,12 @@ def test_firewall_from_an_nft_ruleset(build, tmp_path):
     }
     port7 = by_id(entries)["DIOT-FW-008"]["Evidence"]["PortsWithoutRule"]
     assert port7 == [7]
+    # an IPv4-only table does not make IPv6 input drop
+    nft = fw / "nft-ruleset.txt"
+    nft.write_text(nft.read_text().replace("table inet filter", "table ip filter"))
+    _, entries = baseline(build, tree)
+    got = by_id(entries)
+    assert got["DIOT-FW-002"]["Result"] == "Pass" and got["DIOT-FW-009"]["Result"] == "Fail"
 
 
 POLICY = FIXTURES / "policies" / "acme-gateway.policy"

@@ -1575,7 +1575,10 @@ static void eval_firewall(struct agent_ctx *ctx, struct bl_run *run, const struc
 			outcome(o, BL_FAIL, "no firewall rules are loaded");
 		return;
 	case FW_MATCH:
-		if (fw_has(ipt, c->target) || (c->value && fw_has(run->fw[2], c->value)))
+		/* nft: an IPv6 check needs an inet or ip6 table to exist besides the
+		 * matching line (one line does not say which table it is in) */
+		if (fw_has(ipt, c->target) ||
+		    (c->value && fw_has(run->fw[2], c->value) && (!v6 || fw_has(run->fw[2], "^table (inet|ip6) "))))
 			outcome(o, BL_PASS, NULL);
 		else
 			outcome(o, BL_FAIL, NULL);
