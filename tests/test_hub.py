@@ -545,3 +545,11 @@ def test_connection_closed_when_its_sas_token_expires(hub, clients):
     clients.append(m)
     assert m.connect() == 0
     assert m.disconnected.wait(8), "IoT Hub closes a connection whose SAS token has expired"
+
+
+def test_second_hub_on_the_same_data_directory_is_refused(hub):
+    proc = subprocess.run([sys.executable, "-m", "defender_iot.cli", "hub", "serve", "--data", str(hub.data_dir),
+                           "--mqtt-port", "0", "--http-port", "0"], stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "already serves this data directory" in proc.stderr
+    assert hub.client.health()["status"] == "ok"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from defender_iot.errors import UserError
-from defender_iot.hub.server import state_file
+from defender_iot.hub.server import read_state, state_file
 
 SDK_PORT = 8883
 
@@ -153,12 +153,7 @@ class HubClient:
 
 def running_hub(data_dir: Path) -> Optional[Dict[str, Any]]:
     """DIR/hub.json if the hub process it names is alive."""
-    try:
-        info = json.loads(state_file(data_dir).read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info
+    return read_state(Path(data_dir))
 
 
 @dataclass

@@ -12,6 +12,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from aiohttp import web
 
@@ -39,7 +40,23 @@ def state_file(data_dir: Path) -> Path:
     return Path(data_dir) / "hub.json"
 
 
+def read_state(data_dir: Path) -> Optional[dict]:
+    """DIR/hub.json if the hub process it names is alive (a pid reused by
+    another program after a crash does not count)."""
+    try:
+        info = json.loads(state_file(data_dir).read_text())
+        cmdline = Path(f"/proc/{int(info['pid'])}/cmdline").read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if b"hub\0serve" in cmdline else None
+
+
 async def _serve(opts: ServeOptions) -> None:
+    other = read_state(opts.data_dir)
+    if other is not None and other["pid"] != os.getpid():
+        raise UserError(f"{opts.data_dir}: a hub (pid {other['pid']}) already serves this data directory (see hub.json)")
+    if opts.bind not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("binding to %s: the HTTP API has no authentication and hands out device keys", opts.bind)
     pki = Pki(opts.data_dir)
     pki.ensure()
     store = Store.open(opts.data_dir)
