@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Dict, List
 
@@ -382,3 +383,25 @@ def test_live_nft_rules_in_a_network_namespace(build, tmp_path):
         "DIOT-FW-009": "Pass",
     }
     assert got["DIOT-FW-008"]["Evidence"]["PortsWithoutRule"] == [9999]
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux)")
+def test_unreadable_shadow_is_an_error_not_a_pass(build, tmp_path):
+    """An agent run without the right to read /etc/shadow cannot vouch for
+    the passwords: Error with the reason, not Pass."""
+    # pytest's tmp_path is under a 0700 directory that nobody cannot enter
+    top = Path(tempfile.mkdtemp(prefix="baseline-", dir="/tmp"))
+    try:
+        os.chmod(top, 0o755)
+        tree = prepare("baseline-weak", top)
+        os.chmod(tree / "etc" / "shadow", 0o600)
+        proc = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                               str(build.binary), "--once", "--root", str(tree)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        shutil.rmtree(top)
+    got = {e["Id"]: e for ev in events(proc.stdout, "Baseline") for e in ev["Payload"]}
+    for check in ("DIOT-ACC-001", "DIOT-ACC-010"):
+        assert got[check]["Result"] == "Error"
+        assert got[check]["Reason"] == "cannot read /etc/shadow: Permission denied"

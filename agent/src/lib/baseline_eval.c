@@ -61,6 +61,7 @@ struct scan {
 struct bl_run {
 	/* accounts */
 	bool accounts_loaded, have_passwd, have_shadow, have_group;
+	int shadow_errno;     /* why /etc/shadow could not be read */
 	char *passwd_text, *shadow_text, *group_text;
 	struct user *users;
 	size_t nusers;
@@ -343,6 +344,7 @@ static void load_accounts(struct agent_ctx *ctx, struct bl_run *run)
 	run->accounts_loaded = true;
 	run->passwd_text = agent_read_file(ctx, "/etc/passwd", MAX_TEXT, NULL);
 	run->shadow_text = agent_read_file(ctx, "/etc/shadow", MAX_TEXT, NULL);
+	run->shadow_errno = run->shadow_text ? 0 : errno;
 	run->group_text = agent_read_file(ctx, "/etc/group", MAX_TEXT, NULL);
 	run->have_passwd = run->passwd_text != NULL;
 	run->have_shadow = run->shadow_text != NULL;
@@ -610,6 +612,12 @@ static void eval_account(struct agent_ctx *ctx, struct bl_run *run, const struct
 	bool needs_group = sub == ACC_DUP_GID || sub == ACC_DUP_GROUP;
 	if (needs_group ? !run->have_group : !run->have_passwd) {
 		outcome(o, BL_SKIP, "%s does not exist", needs_group ? "/etc/group" : "/etc/passwd");
+		return;
+	}
+	/* an agent without the right to read /etc/shadow cannot tell */
+	if ((sub == ACC_EMPTY_PASSWORD || sub == ACC_DEFAULT_CREDS) && run->shadow_errno &&
+	    run->shadow_errno != ENOENT) {
+		outcome(o, BL_ERROR, "cannot read /etc/shadow: %s", strerror(run->shadow_errno));
 		return;
 	}
 	cJSON *list = cJSON_CreateArray();
