@@ -10,6 +10,7 @@ TLS symbols cannot make a row negative (the defects of other size tools)."""
 
 from __future__ import annotations
 
+import bisect
 import html
 import json
 import os
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from elftools.common.exceptions import ELFError
+from elftools.dwarf.callframe import FDE
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
 
 from defender_iot.errors import UserError
 from defender_iot.features import KINDS, load_features, repo_root
@@ -265,13 +268,57 @@ def _report(path: Path, elf: ELFFile) -> SizeReport:
 
     report = SizeReport(path=path, arch=arch, has_symbols=symtab is not None, has_dwarf=has_dwarf,
                         sections=sections, symbols=symbols, objects=bool(by_object))
-    _attribute(report)
+    _attribute(report, _table_entries(elf, report))
     return report
 
 
-def _attribute(report: SizeReport) -> None:
-    """Count each section byte once: to the first symbol covering it, the
-    rest to the toolchain's row or the unattributed row."""
+def _table_entries(elf: ELFFile, report: SizeReport) -> Dict[str, List[Tuple[str, int]]]:
+    """Entries of the linker's tables that belong to one function or object:
+    unwind entries (.eh_frame FDEs with their .eh_frame_hdr slot, .ARM.exidx)
+    and dynamic relocations of pointers inside an object (.rela.dyn in a PIE).
+    Section name -> [(component, bytes)]."""
+    spans = sorted((s.addr, s.addr + s.size, s.component) for s in report.symbols)
+    starts = [a for a, _, _ in spans]
+
+    def owner(addr: int) -> Optional[str]:
+        i = bisect.bisect_right(starts, addr) - 1
+        return spans[i][2] if i >= 0 and spans[i][0] <= addr < spans[i][1] else None
+
+    out: Dict[str, List[Tuple[str, int]]] = {}
+    names = {s.name for s in report.sections}
+    if ".eh_frame" in names:
+        try:
+            entries = elf.get_dwarf_info(relocate_dwarf_sections=False).EH_CFI_entries()
+        except Exception:  # an unwind table pyelftools cannot read stays the toolchain's
+            entries = []
+        fdes = [e for e in entries if isinstance(e, FDE)]
+        for fde in fdes:
+            comp = owner(fde.header["initial_location"])
+            if comp:
+                out.setdefault(".eh_frame", []).append((comp, fde.header["length"] + 4))
+                out.setdefault(".eh_frame_hdr", []).append((comp, 8))  # its slot in the search table
+    exidx = elf.get_section_by_name(".ARM.exidx")
+    if exidx is not None and exidx["sh_flags"] & SH_FLAGS.SHF_ALLOC:
+        data, base = exidx.data(), exidx["sh_addr"]
+        for i in range(0, len(data) - 7, 8):
+            word = int.from_bytes(data[i:i + 4], "little" if elf.little_endian else "big") & 0x7FFFFFFF
+            offset = word - (1 << 31) if word & (1 << 30) else word  # prel31
+            comp = owner((base + i + offset) & ~1)
+            if comp:
+                out.setdefault(".ARM.exidx", []).append((comp, 8))
+    for sec in elf.iter_sections():
+        if isinstance(sec, RelocationSection) and sec.name in (".rela.dyn", ".rel.dyn") and sec["sh_entsize"]:
+            for rel in sec.iter_relocations():
+                comp = owner(rel["r_offset"])
+                if comp:
+                    out.setdefault(sec.name, []).append((comp, sec["sh_entsize"]))
+    return out
+
+
+def _attribute(report: SizeReport, entries: Dict[str, List[Tuple[str, int]]]) -> None:
+    """Count each section byte once: to the first symbol covering it, then
+    to the owners of table entries, the rest to the toolchain's row or the
+    unattributed row."""
     def add(component: str, kind: str, n: int) -> None:
         if n > 0:
             row = report.components.setdefault(component, {})
@@ -292,6 +339,10 @@ def _attribute(report: SizeReport) -> None:
                 cursor = hi
                 add(s.component, sec.kind, hi - lo)
         rest = sec.size - covered
+        for component, n in entries.get(sec.name, []):
+            take = min(n, rest)
+            add(component, sec.kind, take)
+            rest -= take
         add(TOOLCHAIN if _TOOLCHAIN_SECTION.match(sec.name) else UNATTRIBUTED, sec.kind, rest)
     report.components.setdefault(UNATTRIBUTED, {})
 
