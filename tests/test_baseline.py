@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -405,3 +407,44 @@ def test_unreadable_shadow_is_an_error_not_a_pass(build, tmp_path):
     for check in ("DIOT-ACC-001", "DIOT-ACC-010"):
         assert got[check]["Result"] == "Error"
         assert got[check]["Reason"] == "cannot read /etc/shadow: Permission denied"
+
+
+def test_policy_files_are_reloaded_with_the_configuration(build, tmp_path):
+    """SIGHUP rereads the config; the policy files it names are parsed again."""
+    out, cfg = tmp_path / "messages.jsonl", tmp_path / "config.json"
+    first, second = tmp_path / "first.policy", tmp_path / "second.policy"
+    first.write_text("check: FIRST-1\ndescription: d\nseverity: Low\nrule: f:/etc/passwd\n")
+    second.write_text("check: SECOND-1\ndescription: d\nseverity: Low\nrule: not f:/etc/passwd\n")
+
+    def configure(policy: Path) -> None:
+        new = cfg.with_suffix(".new")
+        new.write_text(json.dumps({"Agent_Transport": "local", "Local_Path": str(out),
+                                   "Agent_StateDirectory": str(tmp_path / "state"),
+                                   "CollectorsCore_PriorityIntervals": "0.02,0.02,0.02",
+                                   "Baseline_PolicyFiles": [str(policy)]}))
+        os.chmod(new, 0o600)
+        new.replace(cfg)
+
+    def custom_ids() -> set:
+        text = out.read_text() if out.exists() else ""
+        return {p["Id"] for line in text.splitlines() if line.strip()
+                for e in json.loads(line)["Events"] if e["Name"] == "Baseline"
+                for p in e["Payload"] if not p["Id"].startswith("DIOT-")}
+
+    def wait_for_id(check: str) -> None:
+        deadline = time.monotonic() + 30
+        while check not in custom_ids():
+            assert time.monotonic() < deadline, f"no {check} in {custom_ids()}"
+            time.sleep(0.2)
+
+    configure(first)
+    proc = subprocess.Popen([str(build.binary), "--config", str(cfg), "--root", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_id("FIRST-1")
+        configure(second)
+        proc.send_signal(signal.SIGHUP)
+        wait_for_id("SECOND-1")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
