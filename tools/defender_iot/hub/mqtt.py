@@ -39,7 +39,6 @@ from amqtt.mqtt.connect import ConnectPacket
 from amqtt.mqtt.packet import (CONNECT, DISCONNECT, PINGREQ, PUBACK, PUBLISH, SUBSCRIBE, UNSUBSCRIBE,
                                MQTTFixedHeader)
 from amqtt.mqtt.pingresp import PingRespPacket
-from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.suback import SubackPacket
 from amqtt.mqtt.unsuback import UnsubackPacket
@@ -215,6 +214,8 @@ class HubCore:
             log.info("%s %s: timed out", peer, conn.ident if conn else "")
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError) as e:
             log.info("%s %s: connection lost: %s", peer, conn.ident if conn else "", e)
+        except Exception:  # noqa: BLE001 - a bug met by one client must not reach the others
+            log.exception("%s %s: internal error, connection closed", peer, conn.ident if conn else "")
         finally:
             self._deadlines.pop(writer, None)
             if conn is not None:
@@ -354,20 +355,19 @@ class HubCore:
         events = f"{conn.ident.topic_base}/messages/events"
         if topic == events or topic.startswith(events + "/"):
             self.store.add_message(conn.ident, parse_property_bag(topic[len(events):]), body)
-            if qos:
-                self._acks.append((conn, packet.packet_id))
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
-            return
-        if topic.startswith("$iothub/twin/"):
+        elif topic.startswith("$iothub/twin/"):
             self._on_twin(conn, topic, body)
         elif topic.startswith("$iothub/methods/res/"):
             self._on_method_response(conn, topic, body)
         else:
             raise Disconnect(f"not authorized to publish on {topic!r}")
+        # Every PUBACK goes through the batch so that they leave in arrival
+        # order (MQTT 4.6) and only after the commit.
         if qos:
-            conn.send(PubackPacket.build(packet.packet_id))
+            self._acks.append((conn, packet.packet_id))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         """Commit the batch of received messages, then acknowledge them (in
@@ -385,12 +385,17 @@ class HubCore:
         rid = query_param(topic, "$rid") or ""
         q = urllib.parse.quote
         if topic.startswith("$iothub/twin/GET/"):
-            self._twin_reply(conn, f"$iothub/twin/res/200/?$rid={q(rid)}",
-                             json.dumps(self.store.device_twin(conn.ident)).encode())
+            try:
+                twin = self.store.device_twin(conn.ident)
+            except KeyError:
+                raise Disconnect("identity deleted") from None
+            self._twin_reply(conn, f"$iothub/twin/res/200/?$rid={q(rid)}", json.dumps(twin).encode())
         elif topic.startswith("$iothub/twin/PATCH/properties/reported/"):
             try:
                 patch = json.loads(body)
                 version = self.store.patch_reported(conn.ident, patch)
+            except KeyError:
+                raise Disconnect("identity deleted") from None
             except (ValueError, TypeError, AttributeError) as e:
                 log.warning("%s: reported patch refused: %s", conn.ident, e)
                 self._twin_reply(conn, f"$iothub/twin/res/400/?$rid={q(rid)}",
