@@ -130,7 +130,7 @@ static void distributed_attack_on_one_user(void **state)
 	assert_int_equal(h_count("BruteForce", "Active"), 1);
 	cJSON *a = h_alert("BruteForce", "Active", 0);
 	assert_string_equal(h_str(a, "Incident"), "user:root");
-	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "Evidence"), "RemoteAddresses")), 5);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "Evidence"), "RemoteAddresses")), 4);
 }
 
 static void thresholds_change_through_config(void **state)

@@ -56,6 +56,10 @@ struct proc {
 struct bn {
 	struct dlru procs;
 	struct dnet_ports telnet, lock, guarded;
+	struct dlist raw_allow, watchdog_allow;
+	long fanout;
+	long guarded_list[16];
+	int nguarded;
 	bool have_baseline;
 	struct dnet_ports baseline;  /* guarded ports listening at start */
 	long gone[8];
@@ -70,6 +74,13 @@ static void configure(struct agent_ctx *ctx, void *state)
 	dnet_ports_parse(&b->telnet, config_json(c, "Botnet_TelnetPorts"));
 	dnet_ports_parse(&b->lock, config_json(c, "Botnet_LockPorts"));
 	dnet_ports_parse(&b->guarded, config_json(c, "Botnet_GuardedPorts"));
+	dlist_get(&b->raw_allow, c, "Botnet_RawSocketAllowlist");
+	dlist_get(&b->watchdog_allow, c, "Botnet_WatchdogAllowlist");
+	b->fanout = config_int(c, "Botnet_FanOutThreshold");
+	b->nguarded = 0;
+	for (long port = 0; port < 65536 && b->nguarded < 16; port++)
+		if (dnet_ports_has(&b->guarded, port))
+			b->guarded_list[b->nguarded++] = port;
 }
 
 static void *init(struct agent_ctx *ctx)
@@ -134,7 +145,7 @@ static void on_sample(struct agent_ctx *ctx, struct bn *b, const cJSON *e)
 	const cJSON *t;
 	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(e, "FdTargets")) {
 		if (cJSON_IsString(t) && strncmp(t->valuestring, "/dev/watchdog", 13) == 0 && pid != 1 &&
-		    !dname_listed(agent_config(ctx), "Botnet_WatchdogAllowlist", p->p.exe, p->p.name))
+		    !dname_in(&b->watchdog_allow, p->p.exe, p->p.name))
 			p->ind[IND_WATCHDOG] = true;
 	}
 }
@@ -183,7 +194,7 @@ static void on_sockets(struct agent_ctx *ctx, struct bn *b, const cJSON *sample)
 				if (p->nsample < NSAMPLE)
 					snprintf(p->sample[p->nsample++], sizeof(p->sample[0]), "%s", s.raddr);
 			}
-			if (p->nfan >= config_int(agent_config(ctx), "Botnet_FanOutThreshold"))
+			if (p->nfan >= b->fanout)
 				p->ind[IND_FANOUT] = true;
 		}
 		if (p)
@@ -197,9 +208,9 @@ static void on_sockets(struct agent_ctx *ctx, struct bn *b, const cJSON *sample)
 		b->have_baseline = true;
 	} else {
 		b->ngone = 0;
-		for (long port = 0; port < 65536 && b->ngone < 8; port++)
-			if (dnet_ports_has(&b->baseline, port) && !dnet_ports_has(now, port))
-				b->gone[b->ngone++] = port;
+		for (int i = 0; i < b->nguarded && b->ngone < 8; i++)
+			if (dnet_ports_has(&b->baseline, b->guarded_list[i]) && !dnet_ports_has(now, b->guarded_list[i]))
+				b->gone[b->ngone++] = b->guarded_list[i];
 	}
 	free(now);
 }
@@ -216,7 +227,7 @@ static void evaluate(struct agent_ctx *ctx, struct bn *b, struct proc *p)
 	if (p->alerted || !p->p.seen_ms)
 		return;
 	/* raw-socket holders on the allowlist are not indicators */
-	if (p->ind[IND_RAW_TCP] && dname_listed(agent_config(ctx), "Botnet_RawSocketAllowlist", p->p.exe, p->p.name))
+	if (p->ind[IND_RAW_TCP] && dname_in(&b->raw_allow, p->p.exe, p->p.name))
 		p->ind[IND_RAW_TCP] = false;
 	int score = 0;
 	for (int i = 0; i < IND_COUNT; i++)

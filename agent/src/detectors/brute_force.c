@@ -12,7 +12,7 @@
 
 #define RING 10       /* slots of the sliding window */
 #define DISTINCT 16   /* distinct users (per source) or sources (per user) remembered */
-#define NAMES 5       /* of which the names kept for evidence */
+#define NAMES 4       /* of which the names kept for evidence */
 /* Past this many per-source alerts within BruteForce_WindowSeconds, further
  * sources join one "many-sources" incident: a flood from thousands of
  * addresses gives a bounded number of alerts, not thousands. */
@@ -40,7 +40,7 @@ static const struct config_key keys[] = {
 	{ "BruteForce_SuccessSeconds", CFG_INT, "3600", 0, 604800, NULL,
 	  "a successful login from a source this long after its brute-force incident ended is still BruteForceSuccess",
 	  NULL },
-	{ "BruteForce_MaxTracked", CFG_INT, "2048", 16, 65536, NULL,
+	{ "BruteForce_MaxTracked", CFG_INT, "1024", 16, 65536, NULL,
 	  "sources and users tracked at once (least recently seen dropped first)", NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
@@ -67,6 +67,7 @@ struct counts {
 struct bf {
 	struct dlru sources, users;
 	struct dnet_set allowed;
+	struct dlist privileged;
 	struct dbucket source_alerts;
 	struct counts storm;          /* the many-sources incident */
 	long fast_n, fast_leak, slow_n, slow_leak, win_n, win_s, enum_n, success_s, max;
@@ -95,6 +96,7 @@ static void configure(struct agent_ctx *ctx, void *state)
 	}
 	dnet_set_clear(&b->allowed);
 	dnet_set_add_json(&b->allowed, config_json(c, "BruteForce_AllowedSources"));
+	dlist_get(&b->privileged, c, "BruteForce_PrivilegedUsers");
 }
 
 static void *init(struct agent_ctx *ctx)
@@ -332,7 +334,7 @@ static void on_failure(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, 
 		weight *= hits;
 	if (*addr && dnet_set_match_text(&b->allowed, addr))
 		return;
-	bool privileged = *user && config_list_has(agent_config(ctx), "BruteForce_PrivilegedUsers", user);
+	bool privileged = *user && dlist_has(&b->privileged, user);
 	/* Local failures (console, su) have no address: one source per program. */
 	char local[64];
 	if (!*addr) {

@@ -55,6 +55,8 @@ struct proc {
 struct cm {
 	struct dlru procs;
 	struct dnet_ports pool_ports;
+	struct dlist names, patterns, allow;
+	long cpu_pct, cpu_s;
 	unsigned gen;
 	long long process_ms, socket_ms;
 };
@@ -62,7 +64,13 @@ struct cm {
 static void configure(struct agent_ctx *ctx, void *state)
 {
 	struct cm *m = state;
-	dnet_ports_parse(&m->pool_ports, config_json(agent_config(ctx), "CryptoMiner_PoolPorts"));
+	const struct agent_config *c = agent_config(ctx);
+	dnet_ports_parse(&m->pool_ports, config_json(c, "CryptoMiner_PoolPorts"));
+	dlist_get(&m->names, c, "CryptoMiner_ProcessNames");
+	dlist_get(&m->patterns, c, "CryptoMiner_CommandLinePatterns");
+	dlist_get(&m->allow, c, "CryptoMiner_Allowlist");
+	m->cpu_pct = config_int(c, "CryptoMiner_CpuPercent");
+	m->cpu_s = config_int(c, "CryptoMiner_CpuSeconds");
 	m->gen = m->gen + 1 ? m->gen + 1 : 1;
 }
 
@@ -106,8 +114,7 @@ static void on_sample(struct agent_ctx *ctx, struct cm *m, const cJSON *e)
 		m->process_ms = ms;
 	if (p->last_ms && ms > p->last_ms && ticks >= p->last_ticks && hz > 0) {
 		p->cpu_pct = (ticks - p->last_ticks) / hz * 100000.0 / (double)(ms - p->last_ms);
-		long need = config_int(agent_config(ctx), "CryptoMiner_CpuPercent");
-		if (p->cpu_pct >= (double)need) {
+		if (p->cpu_pct >= (double)m->cpu_pct) {
 			if (!p->high_since_ms)
 				p->high_since_ms = p->last_ms;
 		} else {
@@ -136,13 +143,11 @@ static void on_sockets(struct agent_ctx *ctx, struct cm *m, const cJSON *sample)
 	}
 }
 
-static const char *matching_pattern(const struct agent_config *cfg, const char *cmdline)
+static const char *matching_pattern(const struct dlist *patterns, const char *cmdline)
 {
-	const char *const *items;
-	size_t n = config_list(cfg, "CryptoMiner_CommandLinePatterns", &items);
-	for (size_t i = 0; i < n; i++)
-		if (dcontains_nocase(cmdline, items[i]))
-			return items[i];
+	for (size_t i = 0; i < patterns->n; i++)
+		if (dcontains_nocase(cmdline, patterns->items[i]))
+			return patterns->items[i];
 	return NULL;
 }
 
@@ -155,21 +160,20 @@ static void end_incident(struct agent_ctx *ctx, struct proc *p)
 
 static void evaluate(struct agent_ctx *ctx, struct cm *m, struct proc *p)
 {
-	const struct agent_config *cfg = agent_config(ctx);
 	if (p->alerted || !p->p.seen_ms)
 		return;
 	if (p->gen != m->gen) {
 		p->gen = m->gen;
-		p->allowed = dname_listed(cfg, "CryptoMiner_Allowlist", p->p.exe, p->p.name);
-		p->named = dname_listed(cfg, "CryptoMiner_ProcessNames", p->p.exe, p->p.name);
-		const char *pat = matching_pattern(cfg, p->p.cmdline);
+		p->allowed = dname_in(&m->allow, p->p.exe, p->p.name);
+		p->named = dname_in(&m->names, p->p.exe, p->p.name);
+		const char *pat = matching_pattern(&m->patterns, p->p.cmdline);
 		snprintf(p->pattern, sizeof(p->pattern), "%s", pat ? pat : "");
 	}
 	if (p->allowed)
 		return;
 	const char *pattern = *p->pattern ? p->pattern : NULL;
 	long long high_ms = p->high_since_ms ? p->last_ms - p->high_since_ms : 0;
-	bool cpu = p->high_since_ms && high_ms >= config_int(cfg, "CryptoMiner_CpuSeconds") * 1000;
+	bool cpu = p->high_since_ms && high_ms >= m->cpu_s * 1000;
 	bool pool = p->pool_ms && p->pool_ms + 60000 >= m->socket_ms;
 	bool temp = p->p.deleted || dproc_exe_in_temp(p->p.exe);
 	int strong = p->named + (pattern != NULL), medium = cpu, weak = pool + temp;

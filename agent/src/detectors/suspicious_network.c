@@ -9,6 +9,7 @@
 #include "core/agent.h"
 #include "lib/detect_lru.h"
 #include "lib/detect_net.h"
+#include "lib/detect_proc.h"
 #include "lib/detect_util.h"
 
 static const struct config_key keys[] = {
@@ -34,14 +35,6 @@ static const struct config_key keys[] = {
 };
 
 enum { MAX_PIDS = 1024, MAX_LISTENERS = 512, MAX_CONNS = 4096, MAX_SHELLS = 64, MAX_SCANNERS = 256, MAX_INTEL = 256 };
-
-struct pid_info {
-	long uid;
-	long long seen_ms;
-	char name[32];
-	char exe[256];
-	char cmdline[256];
-};
 
 /* A socket seen now whose alert is raised in tick, once the same cycle's
  * process samples have told which program owns it. */
@@ -88,6 +81,8 @@ struct sn {
 	struct dlru pids, listeners, shells, scanners, intel;
 	struct dnet_ports allowed, always;
 	struct dnet_set threat;
+	struct dlist shell_names;
+	long scan_threshold, scan_ports;
 	bool have_baseline;
 	struct dnet_ports base_tcp, base_udp;
 	struct conn *conns;
@@ -135,6 +130,9 @@ static void configure(struct agent_ctx *ctx, void *state)
 	const struct agent_config *c = agent_config(ctx);
 	dnet_ports_parse(&n->allowed, config_json(c, "SuspiciousNetwork_AllowedPorts"));
 	dnet_ports_parse(&n->always, config_json(c, "SuspiciousNetwork_AlwaysAlertPorts"));
+	dlist_get(&n->shell_names, c, "SuspiciousNetwork_ShellNames");
+	n->scan_threshold = config_int(c, "SuspiciousNetwork_ScanThreshold");
+	n->scan_ports = config_int(c, "SuspiciousNetwork_ScanPorts");
 	dnet_set_clear(&n->threat);
 	dnet_set_add_json(&n->threat, config_json(c, "SuspiciousNetwork_ThreatIntel"));
 	const char *file = config_string(c, "SuspiciousNetwork_ThreatIntelFile");
@@ -149,7 +147,7 @@ static void *init(struct agent_ctx *ctx)
 	if (!n)
 		return NULL;
 	n->conns = calloc(MAX_CONNS, sizeof(*n->conns));
-	if (!n->conns || dlru_init(&n->pids, MAX_PIDS, sizeof(struct pid_info)) ||
+	if (!n->conns || dlru_init(&n->pids, MAX_PIDS, sizeof(struct dproc_info)) ||
 	    dlru_init(&n->listeners, MAX_LISTENERS, sizeof(struct listener)) ||
 	    dlru_init(&n->shells, MAX_SHELLS, sizeof(struct shell)) ||
 	    dlru_init(&n->scanners, MAX_SCANNERS, sizeof(struct scanner)) ||
@@ -173,23 +171,12 @@ static void fini(void *state)
 	free(n);
 }
 
-static const struct pid_info *pid_info(struct sn *n, long pid)
-{
-	char key[24];
-	snprintf(key, sizeof(key), "%ld", pid);
-	return pid > 0 ? dlru_peek(&n->pids, key) : NULL;
-}
-
 /* ProcessId, Executable, Name and CommandLine of pid into e, as far as known. */
 static void add_process(cJSON *e, struct sn *n, long pid)
 {
-	cJSON_AddNumberToObject(e, "ProcessId", (double)pid);
-	const struct pid_info *p = pid_info(n, pid);
-	cJSON_AddStringToObject(e, "Executable", p ? p->exe : "");
-	cJSON_AddStringToObject(e, "Name", p ? p->name : "");
-	cJSON_AddStringToObject(e, "CommandLine", p ? p->cmdline : "");
-	if (p)
-		cJSON_AddNumberToObject(e, "Uid", (double)p->uid);
+	const struct dproc_info *p = pid > 0 ? dproc_lookup(&n->pids, pid, false) : NULL;
+	struct dproc_info unknown = { .pid = pid, .uid = -1 };
+	dproc_evidence(e, p ? p : &unknown);
 }
 
 /* ---- listening ports ---- */
@@ -300,9 +287,8 @@ static void check_synrecv(struct agent_ctx *ctx, struct sn *n, const cJSON *sock
 			r[i].nports++;
 		}
 	}
-	long need = config_int(agent_config(ctx), "SuspiciousNetwork_ScanPorts");
 	for (int i = 0; i < nr; i++) {
-		if (r[i].nports >= need) {
+		if (r[i].nports >= n->scan_ports) {
 			char inc[96];
 			dincident_addr(ctx, "syn:", r[i].raddr, inc, sizeof(inc));
 			struct scanner *sc = dlru_get(&n->scanners, inc, true, NULL);
@@ -353,7 +339,7 @@ static void on_counters(struct agent_ctx *ctx, struct sn *n, const cJSON *c)
 	if (ms - n->prev_ms < 1000)
 		return;
 	double per_min = (refused - n->prev_refused) * 60000.0 / (double)(ms - n->prev_ms);
-	long threshold = config_int(agent_config(ctx), "SuspiciousNetwork_ScanThreshold");
+	long threshold = n->scan_threshold;
 	if (per_min > (double)threshold) {
 		n->quiet_samples = 0;
 		if (!n->scanning) {
@@ -453,23 +439,17 @@ static void on_process(struct agent_ctx *ctx, struct sn *n, const cJSON *p)
 	if (pid <= 0)
 		return;
 	n->process_ms = ms;
-	char key[24];
-	snprintf(key, sizeof(key), "%ld", pid);
-	struct pid_info *info = dlru_get(&n->pids, key, true, NULL);
+	struct dproc_info *info = dproc_lookup(&n->pids, pid, true);
 	if (info) {
+		dproc_fill(info, p);
 		info->seen_ms = ms;
-		info->uid = (long)dfield_num(p, "Uid", -1);
-		snprintf(info->name, sizeof(info->name), "%s", dfield_str(p, "Name"));
-		snprintf(info->exe, sizeof(info->exe), "%s", dfield_str(p, "Executable"));
-		snprintf(info->cmdline, sizeof(info->cmdline), "%s", dfield_str(p, "CommandLine"));
 	}
 	const cJSON *std = cJSON_GetObjectItemCaseSensitive(p, "SocketInodes");
 	if (!cJSON_GetArraySize(std))
 		return;
-	if (!dname_listed(agent_config(ctx), "SuspiciousNetwork_ShellNames", dfield_str(p, "Executable"),
-			  dfield_str(p, "Name")))
+	if (!dname_in(&n->shell_names, dfield_str(p, "Executable"), dfield_str(p, "Name")))
 		return;
-	struct shell *sh = dlru_get(&n->shells, key, true, NULL);
+	struct shell *sh = dproc_lookup(&n->shells, pid, true);
 	if (!sh)
 		return;
 	sh->pid = pid;

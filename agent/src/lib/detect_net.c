@@ -268,15 +268,39 @@ const char *dnet_check_ports(const cJSON *v)
 
 void dsock_from(const cJSON *o, struct dsock *s)
 {
-	s->proto = dfield_str(o, "Protocol");
-	s->laddr = dfield_str(o, "LocalAddress");
-	s->raddr = dfield_str(o, "RemoteAddress");
-	s->state = dfield_str(o, "State");
-	s->lport = (long)dfield_num(o, "LocalPort", 0);
-	s->rport = (long)dfield_num(o, "RemotePort", 0);
-	s->pid = (long)dfield_num(o, "ProcessId", 0);
-	s->uid = (long)dfield_num(o, "Uid", -1);
-	s->inode = dfield_num(o, "Inode", 0);
+	/* One pass over the fields: several detectors read every socket of
+	 * every sample. */
+	s->proto = s->laddr = s->raddr = s->state = "";
+	s->lport = s->rport = s->pid = 0;
+	s->uid = -1;
+	s->inode = 0;
+	const cJSON *f;
+	cJSON_ArrayForEach(f, o) {
+		const char *k = f->string;
+		if (!k)
+			continue;
+		if (cJSON_IsString(f)) {
+			if (strcmp(k, "Protocol") == 0)
+				s->proto = f->valuestring;
+			else if (strcmp(k, "LocalAddress") == 0)
+				s->laddr = f->valuestring;
+			else if (strcmp(k, "RemoteAddress") == 0)
+				s->raddr = f->valuestring;
+			else if (strcmp(k, "State") == 0)
+				s->state = f->valuestring;
+		} else if (cJSON_IsNumber(f)) {
+			if (strcmp(k, "LocalPort") == 0)
+				s->lport = (long)f->valuedouble;
+			else if (strcmp(k, "RemotePort") == 0)
+				s->rport = (long)f->valuedouble;
+			else if (strcmp(k, "ProcessId") == 0)
+				s->pid = (long)f->valuedouble;
+			else if (strcmp(k, "Uid") == 0)
+				s->uid = (long)f->valuedouble;
+			else if (strcmp(k, "Inode") == 0)
+				s->inode = f->valuedouble;
+		}
+	}
 	s->tcp = strncmp(s->proto, "tcp", 3) == 0;
 	s->udp = strncmp(s->proto, "udp", 3) == 0;
 	s->raw = strncmp(s->proto, "raw", 3) == 0;

@@ -12,12 +12,14 @@ void dproc_fill(struct dproc_info *p, const cJSON *entry)
 	p->uid = (long)dfield_num(entry, "Uid", -1);
 	const char *exe = dfield_str(entry, "Executable");
 	p->deleted = dfield_bool(entry, "ExecutableDeleted") || strstr(exe, " (deleted)") != NULL;
-	snprintf(p->exe, sizeof(p->exe), "%s", exe);
+	/* Samples repeat the same text every poll: copy only what changed. */
+	if (strncmp(p->exe, exe, sizeof(p->exe) - 1) != 0)
+		snprintf(p->exe, sizeof(p->exe), "%s", exe);
 	const char *name = dfield_str(entry, "Name");
-	if (*name)
+	if (*name && strncmp(p->name, name, sizeof(p->name) - 1) != 0)
 		snprintf(p->name, sizeof(p->name), "%s", name);
 	const char *cmd = dfield_str(entry, "CommandLine");
-	if (*cmd)
+	if (*cmd && strncmp(p->cmdline, cmd, sizeof(p->cmdline) - 1) != 0)
 		snprintf(p->cmdline, sizeof(p->cmdline), "%s", cmd);
 }
 

@@ -89,8 +89,28 @@ void dbasename(const char *path, char *out, size_t size)
 
 bool dname_listed(const struct agent_config *cfg, const char *key, const char *exe, const char *name)
 {
-	const char *const *items;
-	size_t n = config_list(cfg, key, &items);
+	struct dlist l;
+	dlist_get(&l, cfg, key);
+	return dname_in(&l, exe, name);
+}
+
+void dlist_get(struct dlist *l, const struct agent_config *cfg, const char *key)
+{
+	l->n = config_list(cfg, key, &l->items);
+}
+
+bool dlist_has(const struct dlist *l, const char *item)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->items[i], item) == 0)
+			return true;
+	return false;
+}
+
+bool dname_in(const struct dlist *l, const char *exe, const char *name)
+{
+	const char *const *items = l->items;
+	size_t n = l->n;
 	char base[256];
 	dbasename(exe ? exe : "", base, sizeof(base));
 	for (size_t i = 0; i < n; i++) {

@@ -38,6 +38,16 @@ void dbasename(const char *path, char *out, size_t size);
  * CFG_LIST key: a pattern with '/' is a glob over the path, otherwise over
  * the base name or the process name. */
 bool dname_listed(const struct agent_config *cfg, const char *key, const char *exe, const char *name);
+/* A CFG_LIST's items, kept by a detector from configure() to the next
+ * change (the core's pointers stay valid that long). */
+struct dlist {
+	const char *const *items;
+	size_t n;
+};
+void dlist_get(struct dlist *l, const struct agent_config *cfg, const char *key);
+bool dlist_has(const struct dlist *l, const char *item);
+/* dname_listed over kept items */
+bool dname_in(const struct dlist *l, const char *exe, const char *name);
 /* Case-insensitive substring search. */
 bool dcontains_nocase(const char *hay, const char *needle);
 /* An incident key for an address: the address itself, or a keyed hash
