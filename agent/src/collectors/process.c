@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <linux/cn_proc.h>
@@ -35,6 +36,8 @@ struct proc_entry {
 	unsigned long long starttime;
 	char *exe;     /* cleaned text; owned */
 	char *cmdline; /* cleaned text; owned */
+	char comm[64]; /* as in stat, to notice an exec between passes */
+	uid_t dir_uid; /* owner of /proc/PID (its euid): a change means setuid */
 };
 
 struct state {
@@ -74,16 +77,29 @@ static int read_stat(int dfd, struct proc_stat *ps)
 	return ps->flags & PROC_PF_KTHREAD ? 1 : 0;
 }
 
-/* uid, exe and command line. */
-static void read_details(int dfd, const struct proc_stat *ps, struct proc_entry *e)
+static void read_uid(int dfd, struct proc_entry *e)
 {
-	char buf[CMDLINE_MAX + 1];
+	char buf[1024];
 	unsigned uid;
 	/* The Uid: line is within the first few hundred bytes of status. */
-	e->uid = proc_read_at(dfd, "status", buf, 1024) > 0 && proc_parse_status_uid(buf, &uid) == 0 ? (long long)uid : -1;
+	e->uid = proc_read_at(dfd, "status", buf, sizeof(buf)) > 0 && proc_parse_status_uid(buf, &uid) == 0
+			 ? (long long)uid
+			 : -1;
+	struct stat ds;
+	e->dir_uid = fstat(dfd, &ds) == 0 ? ds.st_uid : (uid_t)-1;
+}
+
+static char *read_exe(int dfd)
+{
+	char buf[4096];
 	ssize_t n = proc_readlink_at(dfd, "exe", buf, sizeof(buf));
-	e->exe = text_clean(buf, n > 0 ? (size_t)n : 0, CMDLINE_MAX);
-	n = proc_read_at(dfd, "cmdline", buf, sizeof(buf));
+	return text_clean(buf, n > 0 ? (size_t)n : 0, CMDLINE_MAX);
+}
+
+static void read_cmdline(int dfd, const struct proc_stat *ps, struct proc_entry *e)
+{
+	char buf[CMDLINE_MAX + 1];
+	ssize_t n = proc_read_at(dfd, "cmdline", buf, sizeof(buf));
 	e->cmdline = text_clean(buf, n > 0 ? (size_t)n : 0, CMDLINE_MAX);
 	if (!*e->cmdline) {
 		/* A zombie or a process that cleared its arguments: show the
@@ -93,6 +109,40 @@ static void read_details(int dfd, const struct proc_stat *ps, struct proc_entry 
 		free(e->cmdline);
 		e->cmdline = text_clean(name, (size_t)len, CMDLINE_MAX);
 	}
+}
+
+/* Everything about a process seen for the first time (or exec'd). */
+static void read_details(int dfd, const struct proc_stat *ps, struct proc_entry *e)
+{
+	snprintf(e->comm, sizeof(e->comm), "%s", ps->comm);
+	read_uid(dfd, e);
+	e->exe = read_exe(dfd);
+	read_cmdline(dfd, ps, e);
+}
+
+/* A process seen on the previous pass (k, same pid and start time): take
+ * over what cannot have changed. The exe link is read every pass (a deleted
+ * binary shows there); status only when the owner of /proc/PID changed (a
+ * setuid); the command line only when comm or exe changed (an exec).
+ * Reading every process's status and cmdline on every pass would cost more
+ * than all the rest. */
+static void refresh_details(int dfd, const struct proc_stat *ps, struct proc_entry *k, struct proc_entry *e)
+{
+	struct stat ds;
+	if (fstat(dfd, &ds) != 0 || ds.st_uid != k->dir_uid) {
+		read_uid(dfd, e);
+	} else {
+		e->uid = k->uid;
+		e->dir_uid = k->dir_uid;
+	}
+	e->exe = read_exe(dfd);
+	if (strcmp(ps->comm, k->comm) != 0 || strcmp(e->exe, k->exe) != 0) {
+		read_cmdline(dfd, ps, e);
+	} else {
+		e->cmdline = k->cmdline;
+		k->cmdline = NULL;
+	}
+	snprintf(e->comm, sizeof(e->comm), "%s", ps->comm);
 }
 
 /* ---- users ---- */
@@ -257,16 +307,17 @@ static int collect(struct agent_ctx *ctx, void *state)
 {
 	struct state *st = state;
 	load_passwd(ctx, st);
-	int *pids;
-	size_t np = proc_pid_list(ctx, &pids);
-	struct proc_entry *cur = calloc(np ? np : 1, sizeof(*cur));
+	struct proc_scan scan;
+	proc_scan_open(ctx, &scan);
+	const int *pids = scan.pids;
+	struct proc_entry *cur = calloc(scan.n ? scan.n : 1, sizeof(*cur));
 	if (!cur) {
-		free(pids);
+		proc_scan_close(&scan);
 		return -1;
 	}
 	size_t ncur = 0;
-	for (size_t i = 0; i < np; i++) {
-		int dfd = proc_pid_open(ctx, pids[i]);
+	for (size_t i = 0; i < scan.n; i++) {
+		int dfd = proc_scan_pid(&scan, pids[i]);
 		if (dfd < 0)
 			continue; /* exited since the listing */
 		struct proc_stat ps;
@@ -278,11 +329,15 @@ static int collect(struct agent_ctx *ctx, void *state)
 		e->pid = pids[i]; /* the directory name, not what the file claims */
 		e->ppid = ps.ppid;
 		e->starttime = ps.starttime;
-		read_details(dfd, &ps, e);
+		struct proc_entry *k = find_known(st, pids[i]);
+		if (k && k->starttime == ps.starttime && k->cmdline)
+			refresh_details(dfd, &ps, k, e);
+		else
+			read_details(dfd, &ps, e);
 		observe(ctx, st, dfd, &ps, e);
 		close(dfd);
 	}
-	free(pids);
+	proc_scan_close(&scan);
 
 	size_t i = 0, j = 0;
 	while (i < st->nknown || j < ncur) {

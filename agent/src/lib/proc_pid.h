@@ -11,15 +11,25 @@
 
 struct agent_ctx;
 
-/* The numeric entries of /proc under the root, ascending. Returns the count
- * (0 if /proc cannot be read) and a malloc'd array in *pids. */
-size_t proc_pid_list(struct agent_ctx *ctx, int **pids);
-/* An O_DIRECTORY descriptor of /proc/PID under the root, or -1. */
+/* One look at /proc under the root: its numeric entries, ascending, and a
+ * descriptor to open each relative to it. */
+struct proc_scan {
+	int proc_fd;
+	int *pids;
+	size_t n;
+};
+/* Returns 0, or -1 (and no pids) if /proc cannot be read. Always pair
+ * with proc_scan_close. */
+int proc_scan_open(struct agent_ctx *ctx, struct proc_scan *scan);
+/* An O_DIRECTORY descriptor of /proc/PID, or -1 (it exited meanwhile). */
+int proc_scan_pid(const struct proc_scan *scan, int pid);
+void proc_scan_close(struct proc_scan *scan);
+/* The same for one pid, outside a scan. */
 int proc_pid_open(struct agent_ctx *ctx, int pid);
 
-/* Read at most size-1 bytes of the regular file `name` under dfd into buf,
- * NUL-terminated. Returns the length, or -1. A FIFO or other non-regular
- * file planted in a snapshot is refused rather than read. */
+/* Read at most size-1 bytes of the file `name` under dfd into buf,
+ * NUL-terminated. Returns the length, or -1. Never blocks: a FIFO planted in
+ * a snapshot reads as empty. */
 ssize_t proc_read_at(int dfd, const char *name, char *buf, size_t size);
 /* readlinkat into buf, NUL-terminated (cut at size-1). Returns the length or -1. */
 ssize_t proc_readlink_at(int dfd, const char *name, char *buf, size_t size);
@@ -45,6 +55,9 @@ int proc_parse_status_uid(const char *buf, unsigned *uid);
  * directory cannot be read (vanished, not permitted). cb returns false to
  * stop early. */
 int proc_pid_fds(int pid_dfd, bool (*cb)(int fd, const char *target, void *arg), void *arg);
+/* The same for the fd directory at `path` under dfd ("1234/fd" under a
+ * proc_scan's proc_fd: one open instead of two). */
+int proc_pid_fds_at(int dfd, const char *path, bool (*cb)(int fd, const char *target, void *arg), void *arg);
 /* N for a link target "socket:[N]", else 0. */
 unsigned long proc_socket_inode(const char *target);
 

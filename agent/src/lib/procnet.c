@@ -371,18 +371,16 @@ void procnet_owners_find(struct agent_ctx *ctx, const struct procnet_list *wante
 	out->len = u;
 
 	struct owner_search s = { out, u, 0 };
-	int *pids;
-	size_t np = proc_pid_list(ctx, &pids);
+	struct proc_scan scan;
+	proc_scan_open(ctx, &scan);
 	/* Ascending pids: the first holder found is the lowest pid. */
-	for (size_t i = 0; i < np && s.remaining > 0; i++) {
-		int dfd = proc_pid_open(ctx, pids[i]);
-		if (dfd < 0)
-			continue;
-		s.pid = pids[i];
-		proc_pid_fds(dfd, owner_fd, &s);
-		close(dfd);
+	for (size_t i = 0; i < scan.n && s.remaining > 0; i++) {
+		char fd_dir[32];
+		snprintf(fd_dir, sizeof(fd_dir), "%d/fd", scan.pids[i]);
+		s.pid = scan.pids[i];
+		proc_pid_fds_at(scan.proc_fd, fd_dir, owner_fd, &s);
 	}
-	free(pids);
+	proc_scan_close(&scan);
 }
 
 int procnet_owner(const struct procnet_owners *o, unsigned long inode)

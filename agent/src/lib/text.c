@@ -40,6 +40,10 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 char *text_clean(const char *s, size_t len, size_t max)
 {
 	const unsigned char *in = (const unsigned char *)s;
+	/* The output is at most 3 bytes per input byte: allocate no more, so
+	 * that short strings kept in tables do not each hold `max` bytes. */
+	if (len < max / 3)
+		max = len * 3;
 	char *out = malloc(max + 1);
 	size_t o = 0;
 	if (!out)
