@@ -211,7 +211,9 @@ def outage(bed: Testbed, seconds: float = 60, markers: int = 5) -> None:
 
     def during() -> None:
         for i, tag in enumerate(tags):
-            check(bed.target, f"sh -c ': {tag}; sleep 2'")
+            # sh stays (its last command is a builtin, so it does not exec
+            # sleep) and keeps the tag in its command line for 20 s.
+            check(bed.target, f"(sh -c 'sleep 20; : {tag}' &)")
             time.sleep(seconds / (markers + 1))
     bed.restart_hub(seconds, during)
 
