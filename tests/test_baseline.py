@@ -448,3 +448,40 @@ def test_policy_files_are_reloaded_with_the_configuration(build, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@needs_root
+def test_after_dropping_root_the_declared_capability_still_reads_shadow(build, tmp_path):
+    """Agent_RunAsUser keeps CAP_DAC_READ_SEARCH for the baseline: /etc/shadow
+    (0600 root) is still judged, not reported as unreadable."""
+    top = Path(tempfile.mkdtemp(prefix="baseline-", dir="/tmp"))
+    try:
+        os.chmod(top, 0o755)
+        tree = prepare("baseline-weak", top)
+        os.chmod(tree / "etc" / "shadow", 0o600)
+        out = top / "out"
+        out.mkdir(mode=0o777)
+        os.chmod(out, 0o777)
+        cfg = write_config(top, {"Agent_RunAsUser": "nobody", "Agent_Transport": "local",
+                                 "Local_Path": str(out / "messages.jsonl"),
+                                 "Agent_StateDirectory": str(top / "state"),
+                                 "CollectorsCore_PriorityIntervals": "0.02,0.02,0.02"})
+        proc = subprocess.Popen([str(build.binary), "--config", str(cfg), "--root", str(tree)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            entries: Dict[str, dict] = {}
+            while not entries:
+                assert time.monotonic() < deadline and proc.poll() is None, "no Baseline message"
+                time.sleep(0.2)
+                path = out / "messages.jsonl"
+                text = path.read_text() if path.exists() else ""
+                entries = {p["Id"]: p for ev in events(text, "Baseline") for p in ev["Payload"]}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+        assert "running as nobody" in proc.stderr.read()
+        assert entries["DIOT-ACC-001"]["Result"] == "Fail" and entries["DIOT-ACC-010"]["Result"] == "Fail"
+        assert entries["DIOT-ACC-010"]["Evidence"]["Accounts"][:2] == ["root", "admin"]
+    finally:
+        shutil.rmtree(top)

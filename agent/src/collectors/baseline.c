@@ -3,6 +3,7 @@
 //libs: libxcrypt
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,11 @@ const struct collector collector_baseline = {
 	.priority = PRIORITY_LOW,
 	.category = CATEGORY_PERIODIC,
 	.keys = keys,
+	/* under Agent_RunAsUser: read /etc/shadow, and walk and stat every
+	 * directory whatever its mode. The firewall tools it runs get no
+	 * capability (none is inheritable), so without root the firewall
+	 * checks report Skip. */
+	.caps = AGENT_CAP(CAP_DAC_READ_SEARCH),
 	.init = init,
 	.collect = collect,
 	.configure = configure,
