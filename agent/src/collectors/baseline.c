@@ -95,7 +95,7 @@ static const struct config_key keys[] = {
 	{ "Baseline_SuidAllowlist", CFG_LIST,
 	  "su,passwd,chsh,chfn,newgrp,gpasswd,chage,expiry,mount,umount,ping,ping6,sudo,pkexec,unix_chkpwd,"
 	  "ssh-keysign,dbus-daemon-launch-helper,fusermount,fusermount3,crontab,wall,write,bsd-write,at,"
-	  "newuidmap,newgidmap,ssh-agent,polkit-agent-helper-1,dotlockfile,Xorg.wrap,busybox,mount.nfs,pppd",
+	  "newuidmap,newgidmap,ssh-agent,polkit-agent-helper-1,dotlockfile,utempter,Xorg.wrap,busybox,mount.nfs,pppd",
 	  0, 0, NULL, "set-user-id/set-group-id programs expected on the device (names or absolute paths)", NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };

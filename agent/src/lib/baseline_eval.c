@@ -756,25 +756,43 @@ static long gid_of(const struct bl_run *run, const char *name)
 	return strcmp(name, "root") == 0 ? 0 : -1;
 }
 
+/* glob(3) under the root, the root escaped so that a snapshot directory
+ * named like "run[1]" is not taken for a pattern. Returns the number of
+ * matches; g's paths start with the root; globfree(g) in every case. */
+static size_t glob_under_root(struct agent_ctx *ctx, const char *pattern, int flags, glob_t *g)
+{
+	char buf[4096];
+	size_t n = 0;
+	memset(g, 0, sizeof(*g));
+	for (const char *r = agent_root(ctx); *r; r++) {
+		if (n + 3 >= sizeof(buf))
+			return 0;
+		if (strchr("*?[]\\", *r))
+			buf[n++] = '\\';
+		buf[n++] = *r;
+	}
+	if (n + strlen(pattern) + 1 > sizeof(buf))
+		return 0;
+	strcpy(buf + n, pattern);
+	if (glob(buf, flags, NULL, g) != 0) {
+		globfree(g);
+		memset(g, 0, sizeof(*g));
+	}
+	return g->gl_pathc;
+}
+
 /* ---- file modes ---- */
 
 static void eval_mode(struct agent_ctx *ctx, struct bl_run *run, const struct bl_check *c, struct bl_outcome *o)
 {
 	load_accounts(ctx, run);
-	char pattern[4096];
 	size_t rootlen = strlen(agent_root(ctx));
-	if (!agent_path(ctx, c->target, pattern, sizeof(pattern))) {
-		outcome(o, BL_ERROR, "path too long");
-		return;
-	}
 	glob_t g;
 	memset(&g, 0, sizeof(g));
-	if (strpbrk(c->target, "*?[")) {
-		if (glob(pattern, GLOB_NOSORT, NULL, &g) != 0 || g.gl_pathc == 0) {
-			globfree(&g);
-			outcome(o, BL_SKIP, "nothing matches %s", c->target);
-			return;
-		}
+	if (strpbrk(c->target, "*?[") && !glob_under_root(ctx, c->target, GLOB_NOSORT, &g)) {
+		globfree(&g);
+		outcome(o, BL_SKIP, "nothing matches %s", c->target);
+		return;
 	}
 	size_t n = g.gl_pathc ? g.gl_pathc : 1;
 	cJSON *bad = cJSON_CreateArray();
@@ -940,20 +958,18 @@ static void sshd_parse(struct agent_ctx *ctx, cJSON *kv, const char *path, int d
 
 static void sshd_include(struct agent_ctx *ctx, cJSON *kv, const char *pattern, int depth)
 {
-	char abs[1024], full[4096];
+	char abs[1024];
 	if (strstr(pattern, ".."))
 		return; /* would leave the --root tree */
 	if (pattern[0] == '/')
 		snprintf(abs, sizeof(abs), "%s", pattern);
 	else
 		snprintf(abs, sizeof(abs), "/etc/ssh/%s", pattern);
-	if (!agent_path(ctx, abs, full, sizeof(full)))
-		return;
 	glob_t g;
 	size_t rootlen = strlen(agent_root(ctx));
-	if (glob(full, 0, NULL, &g) == 0)
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			sshd_parse(ctx, kv, g.gl_pathv[i] + rootlen, depth + 1);
+	size_t n = glob_under_root(ctx, abs, 0, &g);
+	for (size_t i = 0; i < n; i++)
+		sshd_parse(ctx, kv, g.gl_pathv[i] + rootlen, depth + 1);
 	globfree(&g);
 }
 
