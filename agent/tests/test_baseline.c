@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "lib/baseline.h"
+#include "lib/baseline_eval.h"
 
 static void policy_parses_checks_and_rules(void **state)
 {

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "core/agent.h"
-#include "lib/baseline.h"
+#include "lib/baseline_eval.h"
 
 #include "collectors/baseline_checks.h"
 

@@ -1,4 +1,4 @@
-/* The evaluators behind the baseline checks (see baseline.h). Every read goes
+/* The evaluators behind the baseline checks (see baseline_eval.h). Every read goes
  * through agent_open/agent_read_file, so the checks run the same on a device
  * and on a snapshot tree given with --root. */
 #include <crypt.h>
@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "core/agent.h"
-#include "lib/baseline.h"
+#include "lib/baseline_eval.h"
 
 #define MAX_TEXT (1024 * 1024)
 #define SCAN_MAX_ENTRIES 250000

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/baseline.h"
+#include "lib/baseline_eval.h"
 
 #define MAX_LINE 4096
 

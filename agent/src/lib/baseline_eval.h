@@ -3,8 +3,8 @@
  * baseline collector (agent/src/collectors/baseline.c), whose built-in table
  * is baseline_checks.h and whose runtime policy files are parsed by
  * baseline_policy.c. */
-#ifndef AGENT_LIB_BASELINE_H
-#define AGENT_LIB_BASELINE_H
+#ifndef AGENT_LIB_BASELINE_EVAL_H
+#define AGENT_LIB_BASELINE_EVAL_H
 
 #include <regex.h>
 #include <stdbool.h>
