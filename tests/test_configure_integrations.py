@@ -1,15 +1,14 @@
 """The configurator's outputs fit the build systems they are for: kas
-validates the fragments with its own schema and the repository's other
-fragments; kconfiglib loads the Buildroot fragment against the package's
-Config.in. These fail, not skip, while the layer or package is missing."""
+validates the fragments with its own schema and merges them with the
+repository's other fragments; kconfiglib loads the Buildroot fragment against
+the package's Config.in. These fail, not skip, while the layer or package is
+missing."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -35,19 +34,34 @@ def test_kas_fragment_matches_kas_schema(name):
     jsonschema.validate(committed, schema)
 
 
-@pytest.mark.parametrize("machine", ["qemuarm64"])
-def test_kas_dump_with_the_repository_fragments(machine):
+@pytest.mark.parametrize("machine", ["qemuarm64", "qemuarm", "qemux86-64"])
+def test_kas_merges_the_profile_with_the_repository_fragments(machine, tmp_path, monkeypatch):
+    """What `kas dump` does before it fetches the remote layers (which needs
+    the network): kas's own include handler loads each file, validates it
+    against its schema and merges them in order."""
+    from kas.context import create_global_context
+    from kas.includehandler import IncludeHandler
+    from kas.kas import kas_get_argparser
+
+    monkeypatch.setenv("KAS_WORK_DIR", str(tmp_path))
+
     files = ["kas/base.yml", f"kas/machine/{machine}.yml", "kas/defender-iot.yml", "kas/profile/gateway.yml"]
     for f in files:
         assert (REPO / f).is_file(), f"{f} is missing (issue 7 writes the layer's kas fragments)"
-    kas_bin = Path(sys.executable).parent / "kas"
-    proc = subprocess.run([str(kas_bin), "dump", ":".join(files)], cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=dict(os.environ, KAS_WORK_DIR=str(REPO)))
-    assert proc.returncode == 0, proc.stderr
-    dumped = YAML(typ="safe").load(proc.stdout)
-    block = dumped["local_conf_header"]["defender-iot-profile"]
+    create_global_context(kas_get_argparser().parse_args(["dump", ":".join(files)]))
+    handler = IncludeHandler([str(REPO / f) for f in files])
+    handler.ensure_from_same_repo()
+    config, missing = handler.get_config()
+    assert missing == []
+    block = config["local_conf_header"]["defender-iot-profile"]
     assert 'DEFENDER_IOT_PROFILE = "gateway"' in block
     assert re.search(r'^PACKAGECONFIG:pn-defender-iot-micro-agent = ".*\biothub\b.*"$', block, re.M)
+    # the layer's own keys survive: the profile adds a block, it overrides none
+    for f in files[:-1]:
+        theirs = YAML(typ="safe").load((REPO / f).read_text())
+        for key in (theirs.get("local_conf_header") or {}):
+            assert config["local_conf_header"][key] == theirs["local_conf_header"][key]
+    assert "meta-defender-iot" in config["repos"]
 
 
 def _external_name() -> str:
@@ -67,8 +81,12 @@ def _kconfig(tmp_path: Path) -> kconfiglib.Kconfig:
     assert top.is_file(), f"{top} is missing"
     first = kconfiglib.Kconfig(str(top), warn=False)
     stubs = sorted(s.name for s in first.syms.values() if not s.nodes)
+    # The usual target: a glibc toolchain with an MMU and shared libraries,
+    # so every Buildroot symbol the package uses is y but BR2_STATIC_LIBS.
     wrapper = tmp_path / "Kconfig"
-    wrapper.write_text("".join(f"config {s}\n\tbool\n\tdefault y\n\n" for s in stubs) + f'source "{top}"\n')
+    wrapper.write_text("".join(f"config {s}\n\tbool\n\tdefault {'n' if s == 'BR2_STATIC_LIBS' else 'y'}\n\n"
+                               for s in stubs)
+                       + f'source "{top}"\n')
     return kconfiglib.Kconfig(str(wrapper), warn=False)
 
 
