@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "core/agent.h"
+#include "lib/proc_pid.h"
 #include "lib/procnet.h"
 
 static int collect(struct agent_ctx *ctx, void *state)
@@ -25,9 +26,9 @@ static int collect(struct agent_ctx *ctx, void *state)
 		int pid = procnet_owner(&owners, s->inode);
 		cJSON *o = cJSON_CreateObject();
 		procnet_add_fields(o, s, false);
-		cJSON_AddNumberToObject(o, "ProcessId", pid);
-		cJSON_AddStringToObject(o, "Executable", procnet_owner_exe(ctx, &owners, pid));
-		cJSON_AddNumberToObject(o, "Uid", s->uid);
+		pj_num(o, "ProcessId", pid);
+		pj_str(o, "Executable", procnet_owner_exe(ctx, &owners, pid));
+		pj_num(o, "Uid", s->uid);
 		agent_report(ctx, o, NULL);
 	}
 	procnet_owners_free(&owners);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/agent.h"
+#include "lib/proc_pid.h"
 #include "lib/procnet.h"
 
 static const struct config_key keys[] = {
@@ -44,7 +45,7 @@ static void observe_counters(struct agent_ctx *ctx, long long now)
 	cJSON *c = procnet_snmp(ctx);
 	if (!c)
 		return;
-	cJSON_AddNumberToObject(c, "SampleTimeMs", (double)now);
+	pj_num(c, "SampleTimeMs", (double)now);
 	agent_observe(ctx, "NetworkCounters", c);
 	cJSON_Delete(c);
 }
@@ -53,11 +54,11 @@ static void report(struct agent_ctx *ctx, const struct procnet_socket *s, int pi
 {
 	cJSON *o = cJSON_CreateObject();
 	procnet_add_fields(o, s, true);
-	cJSON_AddNumberToObject(o, "ProcessId", pid);
-	cJSON_AddStringToObject(o, "Executable", exe);
-	cJSON_AddNumberToObject(o, "Uid", s->uid);
-	cJSON_AddNumberToObject(o, "Inode", (double)s->inode);
-	cJSON_AddNumberToObject(o, "HitCount", 1);
+	pj_num(o, "ProcessId", pid);
+	pj_str(o, "Executable", exe);
+	pj_num(o, "Uid", s->uid);
+	pj_num(o, "Inode", (double)s->inode);
+	pj_num(o, "HitCount", 1);
 	char la[46], ra[46], key[160];
 	procnet_format_address(s, false, la);
 	procnet_format_address(s, true, ra);
@@ -76,31 +77,38 @@ static int collect(struct agent_ctx *ctx, void *state)
 	struct procnet_owners owners;
 	procnet_owners_find(ctx, &all, &owners);
 
+	/* The whole table for detectors first, freed before the reports pile
+	 * up: the two together would be the agent's peak of memory. */
 	cJSON *sample = cJSON_CreateObject();
-	cJSON *socks = cJSON_AddArrayToObject(sample, "Sockets");
-	uint64_t *seen = malloc((all.len ? all.len : 1) * sizeof(*seen));
-	size_t nseen = 0;
+	cJSON *socks = cJSON_CreateArray();
+	pj_item(sample, "Sockets", socks);
 	for (size_t i = 0; i < all.len; i++) {
 		const struct procnet_socket *s = &all.v[i];
-		int pid = procnet_owner(&owners, s->inode);
 		cJSON *o = cJSON_CreateObject();
 		procnet_add_fields(o, s, true);
-		cJSON_AddNumberToObject(o, "Inode", (double)s->inode);
-		cJSON_AddNumberToObject(o, "Uid", s->uid);
-		cJSON_AddNumberToObject(o, "ProcessId", pid);
+		pj_num(o, "Inode", (double)s->inode);
+		pj_num(o, "Uid", s->uid);
+		pj_num(o, "ProcessId", procnet_owner(&owners, s->inode));
 		cJSON_AddItemToArray(socks, o);
-		if (procnet_is_listening(s) || !seen)
-			continue;
-		uint64_t h = tuple_hash(s);
-		seen[nseen++] = h;
-		if (!st->nseen || !bsearch(&h, st->seen, st->nseen, sizeof(h), cmp_u64))
-			report(ctx, s, pid, procnet_owner_exe(ctx, &owners, pid));
 	}
-	cJSON_AddNumberToObject(sample, "SampleTimeMs", (double)now);
+	pj_num(sample, "SampleTimeMs", (double)now);
 	agent_observe(ctx, "SocketSample", sample);
 	cJSON_Delete(sample);
 	observe_counters(ctx, now);
 
+	uint64_t *seen = malloc((all.len ? all.len : 1) * sizeof(*seen));
+	size_t nseen = 0;
+	for (size_t i = 0; seen && i < all.len; i++) {
+		const struct procnet_socket *s = &all.v[i];
+		if (procnet_is_listening(s))
+			continue;
+		uint64_t h = tuple_hash(s);
+		seen[nseen++] = h;
+		if (!st->nseen || !bsearch(&h, st->seen, st->nseen, sizeof(h), cmp_u64)) {
+			int pid = procnet_owner(&owners, s->inode);
+			report(ctx, s, pid, procnet_owner_exe(ctx, &owners, pid));
+		}
+	}
 	if (seen) {
 		qsort(seen, nseen, sizeof(*seen), cmp_u64);
 		free(st->seen);

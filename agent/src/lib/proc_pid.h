@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <cjson/cJSON.h>
+
 struct agent_ctx;
 
 /* One look at /proc under the root: its numeric entries, ascending, and a
@@ -60,5 +62,26 @@ int proc_pid_fds(int pid_dfd, bool (*cb)(int fd, const char *target, void *arg),
 int proc_pid_fds_at(int dfd, const char *path, bool (*cb)(int fd, const char *target, void *arg), void *arg);
 /* N for a link target "socket:[N]", else 0. */
 unsigned long proc_socket_inode(const char *target);
+
+/* Fields of the entries the process and network collectors make by the
+ * hundred: the key is a string literal, kept by reference instead of copied
+ * (one allocation less per field, in CPU and in peak memory). */
+static inline void pj_item(cJSON *o, const char *key, cJSON *item)
+{
+	cJSON_AddItemToObjectCS(o, key, item);
+}
+static inline void pj_num(cJSON *o, const char *key, double v)
+{
+	cJSON_AddItemToObjectCS(o, key, cJSON_CreateNumber(v));
+}
+static inline void pj_str(cJSON *o, const char *key, const char *s)
+{
+	cJSON_AddItemToObjectCS(o, key, cJSON_CreateString(s));
+}
+/* A value that is a string literal too (protocol and state names). */
+static inline void pj_const(cJSON *o, const char *key, const char *s)
+{
+	cJSON_AddItemToObjectCS(o, key, cJSON_CreateStringReference(s));
+}
 
 #endif

@@ -193,16 +193,16 @@ void procnet_add_fields(cJSON *o, const struct procnet_socket *s, bool remote)
 {
 	char a[46];
 	bool raw = s->table == PROCNET_RAW || s->table == PROCNET_RAW6;
-	cJSON_AddStringToObject(o, "Protocol", procnet_protocol((enum procnet_table)s->table));
+	pj_const(o, "Protocol", procnet_protocol((enum procnet_table)s->table));
 	procnet_format_address(s, false, a);
-	cJSON_AddStringToObject(o, "LocalAddress", a);
-	cJSON_AddNumberToObject(o, "LocalPort", raw ? 0 : s->lport);
+	pj_str(o, "LocalAddress", a);
+	pj_num(o, "LocalPort", raw ? 0 : s->lport);
 	if (!remote)
 		return;
 	procnet_format_address(s, true, a);
-	cJSON_AddStringToObject(o, "RemoteAddress", a);
-	cJSON_AddNumberToObject(o, "RemotePort", raw ? s->lport : s->rport);
-	cJSON_AddStringToObject(o, "State", procnet_state_name(s->state));
+	pj_str(o, "RemoteAddress", a);
+	pj_num(o, "RemotePort", raw ? s->lport : s->rport);
+	pj_const(o, "State", procnet_state_name(s->state));
 }
 
 /* A stream over a regular file only: a FIFO planted as /proc/net/tcp must
@@ -297,7 +297,7 @@ static void snmp_group(cJSON *out, const char *text, const char *name, const cha
 				unsigned long long v;
 				/* Some counters (Tcp MaxConn) are -1; the wanted ones are not. */
 				if (parse_decimal(vtok, vn, UINT64_MAX, &v) == 0)
-					cJSON_AddNumberToObject(group, *n, (double)v);
+					pj_num(group, *n, (double)v);
 				break;
 			}
 		}
