@@ -209,7 +209,7 @@ static void connect_now(struct mqtt_link *l)
 	}
 	l->state = LINK_CONNECTING;
 	l->deadline_ms = now_ms(l) + CONNECT_TIMEOUT_MS;
-	l->next_misc_ms = now_ms(l) + l->keepalive_s * 500LL;
+	l->next_misc_ms = now_ms(l) + l->keepalive_s * 250LL;
 }
 
 static void send_pending(struct mqtt_link *l)
@@ -293,7 +293,10 @@ static void service(struct mqtt_link *l)
 		l->renew = false;
 	}
 	if (l->state == LINK_UP && now >= l->next_misc_ms) {
-		l->next_misc_ms = now + l->keepalive_s * 500LL;
+		/* libmosquitto pings once `keepalive` has passed without
+		 * traffic; checking every quarter of it sends the ping well
+		 * before the server's 1.5x limit. */
+		l->next_misc_ms = now + l->keepalive_s * 250LL;
 		int rc = mosquitto_loop_misc(l->m);
 		if (rc != MOSQ_ERR_SUCCESS && !l->lost)
 			note_failure(l, rc);
@@ -332,6 +335,12 @@ struct mqtt_link *mqtt_link_new(struct agent_ctx *ctx, const char *name, const c
 	snprintf(l->prefix, sizeof(l->prefix), "%s", prefix);
 	if (getrandom(&l->rng, sizeof(l->rng), 0) != (ssize_t)sizeof(l->rng))
 		l->rng = (unsigned)now_ms(l);
+	/* Before libmosquitto initialises OpenSSL: no openssl.cnf (its
+	 * providers and engines) and no error-string tables, which would cost
+	 * hundreds of KB of heap on a device for messages nobody reads; the
+	 * protocol floor the config file would set is set in tls_context(). */
+	OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_LOAD_SSL_STRINGS |
+			 OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, NULL);
 	mosquitto_lib_init();
 	char dir[1100], key[64];
 	const char *state = agent_state_dir(ctx);
@@ -365,6 +374,7 @@ static SSL_CTX *tls_context(struct mqtt_link *l, const struct mqtt_link_params *
 	if (!c)
 		return NULL;
 	SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+	SSL_CTX_set_security_level(c, 2);
 	/* Idle connections give their read and write buffers back. */
 	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_load_verify_locations(c, p->ca_file, NULL) != 1) {

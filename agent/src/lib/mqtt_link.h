@@ -29,7 +29,7 @@ struct mqtt_link;
 	  "bytes of queued messages held in memory (beyond it they wait on disk, or the oldest is dropped)", \
 	  NULL },                                                                                            \
 	{ prefix "KeepAlive", CFG_INT, "240", 30, 1177, NULL,                                                 \
-	  "MQTT keep-alive in seconds (one wake-up per half interval while idle)", NULL }
+	  "MQTT keep-alive in seconds (while idle the agent wakes every quarter of it)", NULL }
 
 struct mqtt_link_params {
 	char host[256];          /* where to connect */
