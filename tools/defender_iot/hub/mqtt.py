@@ -65,7 +65,7 @@ class Disconnect(Exception):
     """Close the client's connection; the message says why (logged)."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity
 class Connection:
     ident: Identity
     writer: asyncio.StreamWriter
@@ -375,11 +375,15 @@ class HubCore:
         self._flush_scheduled = False
         acks, self._acks = self._acks, []
         self.store.commit()
+        # One write (one TLS record) per connection for all its PUBACKs.
+        # PUBACK is 4 fixed bytes; amqtt's builder costs more than the rest
+        # of the acknowledgement path on this hot path.
+        out: Dict[Connection, bytearray] = {}
         for conn, pid in acks:
+            out.setdefault(conn, bytearray()).extend(b"\x40\x02" + pid.to_bytes(2, "big"))
+        for conn, data in out.items():
             if not conn.closed:
-                # PUBACK is 4 fixed bytes; amqtt's builder costs more than the
-                # rest of the acknowledgement path on this hot path.
-                conn.writer.write(b"\x40\x02" + pid.to_bytes(2, "big"))
+                conn.writer.write(data)
 
     def _on_twin(self, conn: Connection, topic: str, body: bytes) -> None:
         rid = query_param(topic, "$rid") or ""
