@@ -173,6 +173,9 @@ async def run(args: argparse.Namespace, hub: HubProcess, keys: Dict[str, str]) -
         "one_core_messages_per_second": round((acked1 - acked0) / max(1e-9, cpu1 - cpu0)),
         "hub_rss_mib": round(rss / 1024, 1),
         "sent": load.sent, "acked": load.acked, "stored": stored,
+        # Other work on the machine: a load average above the CPU count
+        # means the hub and the generator got only a share of their cores.
+        "load_average_1min": round(os.getloadavg()[0], 1),
     }
 
 
@@ -205,7 +208,8 @@ def main() -> int:
               f"({result['connected_by_hub']} seen by the hub)")
         print(f"{result['acked_per_second']} messages/s of {result['message_bytes']} B acknowledged over "
               f"{result['seconds']} s, hub CPU {result['hub_cpu_percent']}% of one core, RSS {result['hub_rss_mib']} MiB "
-              f"(load generator CPU {result['generator_cpu_percent']}%)")
+              f"(load generator CPU {result['generator_cpu_percent']}%, machine load average "
+              f"{result['load_average_1min']} on {result['cpus']} CPUs)")
         print(f"hub CPU per message {result['hub_cpu_us_per_message']} us: "
               f"{result['one_core_messages_per_second']} messages/s per fully used core")
         print(f"sent {result['sent']}, acknowledged {result['acked']}, stored by the hub {result['stored']}")
