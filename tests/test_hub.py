@@ -553,3 +553,16 @@ def test_second_hub_on_the_same_data_directory_is_refused(hub):
     assert proc.returncode == 2
     assert "already serves this data directory" in proc.stderr
     assert hub.client.health()["status"] == "ok"
+
+
+def test_add_writes_the_agents_credential_files(tmp_path):
+    base = [sys.executable, "-m", "defender_iot.cli", "hub", "add", "--data", str(tmp_path / "hub")]
+    out = subprocess.run(base + ["cred1", "--module", MODULE, "--out", str(tmp_path / "sas")], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    path = tmp_path / "sas" / "connection_string.txt"
+    assert path.read_text() == out and path.stat().st_mode & 0o077 == 0
+    subprocess.run(base + ["cred2", "--x509", "--out", str(tmp_path / "x509")], check=True, stdout=subprocess.PIPE)
+    cert = x509.load_pem_x509_certificate((tmp_path / "x509" / "certificate_public.pem").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=cred2"
+    assert (tmp_path / "x509" / "certificate_private.pem").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "x509" / "connection_string.txt").read_text().strip().endswith(";x509=true")

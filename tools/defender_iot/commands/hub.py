@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     store = Store.open(args.data)
     pki = Pki(args.data)
     pki.ensure()
+    issued = None
     try:
         existing = store.get_identity(ident)
         if args.x509 or args.x509_ca:
@@ -65,6 +67,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             store.add_identity(ident, "certificateAuthority" if args.x509_ca else "selfSigned",
                                primary_thumbprint=None if args.x509_ca else thumb)
             print(f"certificate {cert}\nkey {key}\nthumbprint {thumb}", file=sys.stderr)
+            issued = (cert, key)
         elif args.cert:
             try:
                 pem = args.cert.read_bytes()
@@ -79,8 +82,28 @@ def cmd_add(args: argparse.Namespace) -> int:
         assert row is not None
     finally:
         store.close()
-    print(connection_string(args.hostname, ident, row["primary_key"]))
+    text = connection_string(args.hostname, ident, row["primary_key"])
+    if args.out:
+        _write_credentials(args.out, text, issued)
+    print(text)
     return 0
+
+
+def _write_credentials(out: Path, text: str, issued) -> None:
+    """The retired agent's layout: connection_string.txt, and for X.509
+    certificate_public.pem and certificate_private.pem, readable by the
+    owner only (the agent refuses group- or world-readable credentials)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"connection_string.txt": text.encode() + b"\n"}
+    if issued:
+        files["certificate_public.pem"] = issued[0].read_bytes()
+        files["certificate_private.pem"] = issued[1].read_bytes()
+    for name, data in files.items():
+        path = out / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o600)
 
 
 def _print_message(msg: Dict[str, Any], as_json: bool) -> None:
@@ -219,6 +242,9 @@ class Hub:
                           help="X.509 by thumbprint of this (e.g. self-signed) certificate")
         auth.add_argument("--thumbprint", metavar="HEX", help="X.509 by this SHA-1 or SHA-256 thumbprint")
         p.add_argument("--hostname", default="localhost", help="HostName in the connection string")
+        p.add_argument("--out", type=Path, metavar="DIR",
+                       help="also write DIR/connection_string.txt (and, with --x509/--x509-ca, "
+                            "certificate_public.pem, certificate_private.pem), mode 0600")
         p.set_defaults(hub_run=cmd_add)
 
         p = sub.add_parser("messages", help="print what devices sent (JSON lines with --json)")
