@@ -4,8 +4,9 @@ Packets are encoded and decoded by amqtt's codec (`amqtt.mqtt.*Packet`); the
 session layer is ours. amqtt's `Broker` (0.12) was tried and is not used,
 because IoT Hub is not a general broker and the Broker cannot be made to act
 like it without patching its private methods:
-- it closes any client that publishes on a `$` topic, and every twin and
-  method reply from a device goes to `$iothub/...`;
+- it refuses every publish on a `$` topic and stops handling that client's
+  messages (`_handle_message_delivery`), and every twin request and method
+  reply from a device goes to `$iothub/...`;
 - it sends PUBACK before the message is handled, so a hub crash could lose
   an acknowledged event; we PUBACK only after the SQLite commit;
 - it never drops a client whose keep-alive expired (`handle_read_timeout` is
