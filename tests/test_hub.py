@@ -566,3 +566,40 @@ def test_add_writes_the_agents_credential_files(tmp_path):
     assert cert.subject.rfc4514_string() == "CN=cred2"
     assert (tmp_path / "x509" / "certificate_private.pem").stat().st_mode & 0o077 == 0
     assert (tmp_path / "x509" / "connection_string.txt").read_text().strip().endswith(";x509=true")
+
+
+def _raw_connect(hub, device: str, key: str) -> ssl.SSLSocket:
+    """A TLS socket after a valid CONNECT/CONNACK: the hostile bytes that
+    follow are written by hand on purpose."""
+    def s(x: str) -> bytes:
+        return len(x.encode()).to_bytes(2, "big") + x.encode()
+    body = (s("MQTT") + bytes([4, 0xC0]) + (60).to_bytes(2, "big") + s(device)
+            + s(f"localhost/{device}/?api-version=2021-04-12") + s(sas_token("localhost", Identity(device), key)))
+    sock = _tls(hub)
+    sock.sendall(b"\x10" + bytes([len(body) & 0x7F | 0x80, len(body) >> 7]) + body)
+    assert sock.recv(4) == b"\x20\x02\x00\x00"
+    return sock
+
+
+@pytest.mark.parametrize("packet", [
+    b"\x82\x03\x00\x01\x00",                 # SUBSCRIBE with a truncated topic filter
+    b"\x32\x04\xff\xff\x00\x01",             # PUBLISH whose topic length exceeds the packet
+    b"\x62\x02\x00\x01",                     # PUBREL (QoS 2 flow)
+    b"\x20\x02\x00\x00",                     # CONNACK sent by a client
+    b"\x30\xff\xff\xff\xff\x01",             # remaining length longer than 4 bytes
+    b"\x32\x80\x80\x80\x01",                 # PUBLISH announcing 2 MB
+])
+def test_malformed_packets_after_connect_close_only_that_client(hub, clients, packet):
+    key = new_identity(hub, "fuzz1")
+    steady_key = new_identity(hub, "steady2")
+    good = connect(hub, clients, "steady2", key=steady_key)
+    sock = _raw_connect(hub, "fuzz1", key)
+    sock.sendall(packet)
+    sock.settimeout(5)
+    try:
+        assert sock.recv(16) == b""
+    except (ssl.SSLError, ConnectionError):
+        pass
+    sock.close()
+    assert "fuzz1" not in hub.client.health()["connected"]
+    assert good.publish(good.events_topic(), b"{}")

@@ -328,6 +328,8 @@ class HubCore:
                 c2d_id = conn.inflight_c2d.pop(packet.packet_id, None)
                 if c2d_id is not None:
                     self.store.c2d_delivered(c2d_id)
+            elif kind in (SUBSCRIBE, UNSUBSCRIBE) and not packet.payload.topics:
+                raise Disconnect("(UN)SUBSCRIBE without a topic filter [MQTT-3.8.3-3, 3.10.3-2]")
             elif kind == SUBSCRIBE:
                 self._on_subscribe(conn, packet)
             elif kind == UNSUBSCRIBE:
