@@ -39,7 +39,7 @@ static void reindex(struct entry_cache *c)
 	for (size_t i = 0; i < c->len; i++) {
 		if (!c->slots[i].key)
 			continue;
-		size_t h = hash(c->slots[i].key) & (c->index_cap - 1);
+		size_t h = c->slots[i].hash & (c->index_cap - 1);
 		while (c->index[h])
 			h = (h + 1) & (c->index_cap - 1);
 		c->index[h] = i + 1;
@@ -98,11 +98,12 @@ int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 		cJSON_AddNumberToObject(entry, "HitCount", 1);
 	struct cache_slot *s = &c->slots[c->len++];
 	s->key = key ? strdup(key) : NULL;
+	s->hash = key ? hash(key) : 0;
 	s->entry = entry;
 	if (dropped || c->len * 2 + 2 > c->index_cap)
 		reindex(c);
 	else if (key) {
-		size_t h = hash(key) & (c->index_cap - 1);
+		size_t h = s->hash & (c->index_cap - 1);
 		while (c->index[h])
 			h = (h + 1) & (c->index_cap - 1);
 		c->index[h] = c->len;

@@ -10,6 +10,7 @@
 
 struct cache_slot {
 	char *key;       /* NULL: not aggregated */
+	size_t hash;     /* of key, kept so that reindexing hashes no string */
 	cJSON *entry;
 	unsigned long long seq;
 };
