@@ -203,3 +203,18 @@ def test_bad_connection_string_names_the_field(agent, tmp_path):
     proc = run_agent(agent, "--config", str(conf), check=False, timeout=30)
     assert proc.returncode == 1
     assert f"{cs}: connection string: DeviceId is missing" in proc.stderr
+
+
+@pytest.mark.timeout(200)
+def test_sas_token_is_renewed_before_it_expires(agent, hub, tmp_path):
+    cfg = agent_config(agent, hub, tmp_path, IothubModule_SasTokenLifetime=60)
+    with AgentProcess(agent, tmp_path, cfg) as ap:
+        wait_until(lambda: heartbeats(hub), 30, "a first heartbeat")
+        ap.wait_log("reconnecting to renew the credentials", 70)  # at 80% of 60 s
+        renewed = time.time()
+        wait_until(lambda: ap.log_text().count("iothub: connected to") >= 2, 20, "the second connection")
+        wait_until(lambda: any(_utc(e["TimestampUTC"]) > renewed + 1 for e in heartbeats(hub)), 20,
+                   "heartbeats on the renewed connection")
+        # Past the first token's expiry the agent is still connected and sending.
+        time.sleep(max(0.0, renewed + 15 - time.time()))
+        assert hub.client.identity("dev1", MODULE)["connectionState"] == "Connected"

@@ -35,7 +35,7 @@ static const struct config_key keys[] = {
 	  "its private key (PEM, mode 600); empty: certificate_private.pem beside the connection string", NULL },
 	{ "IothubModule_ConnectAddress", CFG_STRING, "", 0, 300, NULL,
 	  "\"host:port\" to connect to instead of HostName:8883; the TLS server name stays HostName", check_address },
-	{ "IothubModule_SasTokenLifetime", CFG_INT, "3600", 300, 31536000, NULL,
+	{ "IothubModule_SasTokenLifetime", CFG_INT, "3600", 60, 31536000, NULL,
 	  "seconds a SAS token is valid; the agent reconnects with a new one at 80% of it", NULL },
 	MQTT_LINK_KEYS("IothubModule_"),
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
