@@ -588,6 +588,7 @@ def _raw_connect(hub, device: str, key: str) -> ssl.SSLSocket:
     b"\x20\x02\x00\x00",                     # CONNACK sent by a client
     b"\x30\xff\xff\xff\xff\x01",             # remaining length longer than 4 bytes
     b"\x32\x80\x80\x80\x01",                 # PUBLISH announcing 2 MB
+    b"\x30\x21\x00\x1fdevices/fuzz1/messages/events/#",     # wildcard in a topic name
 ])
 def test_malformed_packets_after_connect_close_only_that_client(hub, clients, packet):
     key = new_identity(hub, "fuzz1")
@@ -603,3 +604,18 @@ def test_malformed_packets_after_connect_close_only_that_client(hub, clients, pa
     sock.close()
     assert "fuzz1" not in hub.client.health()["connected"]
     assert good.publish(good.events_topic(), b"{}")
+
+
+def test_random_bytes_after_connect_never_reach_an_internal_error(hub, clients):
+    import random
+    rng = random.Random(5)
+    key = new_identity(hub, "fuzz2")
+    good = connect(hub, clients, "fuzz2b", key=new_identity(hub, "fuzz2b"))
+    for _ in range(40):
+        sock = _raw_connect(hub, "fuzz2", key)
+        kind = rng.choice([0x30, 0x32, 0x82, 0xA2, 0x40, 0xC0, 0xE0, rng.randrange(256)])
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+        sock.sendall(bytes([kind, len(body)]) + body)
+        sock.close()
+    assert good.publish(good.events_topic(), b"{}")
+    assert "internal error" not in hub.log_path.read_text()

@@ -353,6 +353,8 @@ class HubCore:
         topic, body, qos = packet.topic_name or "", packet.data or b"", packet.qos or 0
         if qos > 1:
             raise Disconnect(f"QoS {qos} publish on {topic!r}: IoT Hub supports QoS 0 and 1 only")
+        if "#" in topic or "+" in topic:
+            raise Disconnect(f"wildcard in a topic name {topic!r} [MQTT-3.3.2-2]")
         if len(body) > MAX_MESSAGE:
             raise Disconnect(f"message of {len(body)} bytes is over the {MAX_MESSAGE} byte limit")
         events = f"{conn.ident.topic_base}/messages/events"
