@@ -183,17 +183,31 @@ static void old_messages_expire(void **state)
 {
 	(void)state;
 	struct outbox o;
+	const long long t = 1767225600; /* 2026 */
 	outbox_init(&o, dir, 1 << 20, 1 << 20, 60);
-	push_n(&o, 0, 3, 1000);
+	push_n(&o, 0, 3, t);
 	assert_int_equal(outbox_spool(&o), 0);
-	push_n(&o, 3, 5, 1030);
-	outbox_expire(&o, 1059);
+	push_n(&o, 3, 5, t + 30);
+	outbox_expire(&o, t + 59);
 	assert_int_equal(o.count, 5);
-	outbox_expire(&o, 1060);
+	outbox_expire(&o, t + 60);
 	assert_int_equal(o.count, 2);
 	assert_int_equal(o.dropped_timeout, 3);
 	assert_int_equal(o.nsegs, 0); /* the expired segment's file is gone */
 	ids_in_order(&o, 3, 5);
+	outbox_free(&o);
+}
+
+static void messages_from_before_the_clock_was_set_are_kept(void **state)
+{
+	(void)state;
+	struct outbox o;
+	outbox_init(&o, NULL, 1 << 20, 0, 60);
+	push_n(&o, 0, 2, 100); /* 1970: no RTC, no NTP yet */
+	outbox_expire(&o, 1767225600);
+	assert_int_equal(o.count, 2);
+	outbox_expire(&o, 1767225600 + 60);
+	assert_int_equal(o.count, 0);
 	outbox_free(&o);
 }
 
@@ -207,6 +221,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(memory_bound_with_spool_keeps_all, setup, teardown),
 		cmocka_unit_test_setup_teardown(spool_bound_drops_oldest_segment, setup, teardown),
 		cmocka_unit_test_setup_teardown(old_messages_expire, setup, teardown),
+		cmocka_unit_test(messages_from_before_the_clock_was_set_are_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,8 @@
 
 #include "lib/spool.h"
 
+#define CLOCK_SET 1577836800LL /* 2020-01-01T00:00:00Z */
+
 static struct outbox_seg *seg_find(struct outbox *o, unsigned long long seq)
 {
 	for (size_t i = 0; i < o->nsegs; i++)
@@ -234,6 +236,11 @@ void outbox_expire(struct outbox *o, long long now)
 	struct outbox_msg *m = o->head, *next;
 	for (; m; m = next) {
 		next = m->next;
+		/* A device without a real-time clock starts in 1970 until NTP
+		 * sets the time: its messages would all look decades old. Their
+		 * age counts from the moment the clock was seen to be set. */
+		if (m->created < CLOCK_SET && now >= CLOCK_SET)
+			m->created = now;
 		if (m->created + o->timeout_s <= now) {
 			o->dropped_timeout++;
 			outbox_remove(o, m);
