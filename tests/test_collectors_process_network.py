@@ -260,12 +260,14 @@ def test_huge_and_non_utf8_command_lines(build, tree):
     assert by_pid[215]["Executable"] == "/tmp/.x\ufffd (deleted)"
 
 
-def test_a_fifo_planted_as_a_socket_table(build, tree):
-    for name in ("tcp", "snmp"):
-        (tree / "proc" / "net" / name).unlink()
-        os.mkfifo(tree / "proc" / "net" / name)
+def test_fifos_planted_as_proc_files(build, tree):
+    planted = [tree / "proc" / "net" / "tcp", tree / "proc" / "net" / "snmp", tree / "proc" / "300" / "cmdline",
+               tree / "proc" / "240" / "stat"]
+    for path in planted:
+        path.unlink()
+        os.mkfifo(path)
     # hold the FIFOs open for writing without writing: a blocking read would hang
-    holders = [os.open(tree / "proc" / "net" / n, os.O_RDWR) for n in ("tcp", "snmp")]
+    holders = [os.open(path, os.O_RDWR) for path in planted]
     try:
         out = run_hostile(build, tree).stdout
     finally:
@@ -274,6 +276,9 @@ def test_a_fifo_planted_as_a_socket_table(build, tree):
     ports = listening(out)
     assert ("tcp6", "::", 22, 201, "/usr/sbin/dropbear", 0) in ports
     assert not any(p[0] == "tcp" for p in ports)
+    by_pid = {e["ProcessId"]: e for e in payload(out, "Process")}
+    assert 240 not in by_pid  # no stat: not reported
+    assert by_pid[300]["CommandLine"] == "[defender-iot-ag]"  # no command line: the name
 
 
 def test_hostile_fd_links_and_socket_tables(build, tree):
