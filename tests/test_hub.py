@@ -619,3 +619,16 @@ def test_random_bytes_after_connect_never_reach_an_internal_error(hub, clients):
         sock.close()
     assert good.publish(good.events_topic(), b"{}")
     assert "internal error" not in hub.log_path.read_text()
+
+
+@pytest.mark.parametrize("broken, expected", [("hub.db", "not a usable hub database"),
+                                              ("server.pem", "bad certificate or key")])
+def test_broken_data_directory_is_a_one_line_error(tmp_path, broken, expected):
+    data = tmp_path / "hub"
+    subprocess.run([sys.executable, "-m", "defender_iot.cli", "hub", "add", "a", "--data", str(data)],
+                   check=True, stdout=subprocess.PIPE)
+    (data / broken).write_text("garbage\n")
+    proc = subprocess.run([sys.executable, "-m", "defender_iot.cli", "hub", "serve", "--data", str(data),
+                           "--mqtt-port", "0", "--http-port", "0"], stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert expected in proc.stderr and "Traceback" not in proc.stderr

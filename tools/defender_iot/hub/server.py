@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -58,11 +59,16 @@ async def _serve(opts: ServeOptions) -> None:
     if opts.bind not in ("127.0.0.1", "::1", "localhost"):
         log.warning("binding to %s: the HTTP API has no authentication and hands out device keys", opts.bind)
     pki = Pki(opts.data_dir)
-    pki.ensure()
     store = Store.open(opts.data_dir)
     core = HubCore(store, pki, {n.lower() for n in (opts.hostname, *SERVER_NAMES)})
     try:
-        mqtt = await asyncio.start_server(core.handle_client, opts.bind, opts.mqtt_port, ssl=core.ssl_context(),
+        pki.ensure()
+        tls = core.ssl_context()
+    except (ValueError, ssl.SSLError) as e:
+        raise UserError(f"{opts.data_dir}: bad certificate or key in ca.pem/ca.key/server.pem/server.key/"
+                        f"trusted-clients.pem ({e}); delete them to have new ones made") from None
+    try:
+        mqtt = await asyncio.start_server(core.handle_client, opts.bind, opts.mqtt_port, ssl=tls,
                                           ssl_handshake_timeout=HANDSHAKE_TIMEOUT, reuse_address=True,
                                           backlog=4096)
     except OSError as e:
