@@ -141,6 +141,7 @@ def test_password_from_a_private_file(agent, broker_factory, tmp_path):
     cfg = mqtt_config(broker, tmp_path, Mqtt_CredentialsFile=str(creds))
     with AgentProcess(agent, tmp_path, cfg) as ap:
         ap.wait_log(f"chmod 600 {creds}", 20)
+        assert ap.proc.wait(10) == 1  # refused at start, before any connection
     os.chmod(creds, 0o600)
     sub = broker.subscribe("site/#", 1)
     with AgentProcess(agent, tmp_path, cfg):

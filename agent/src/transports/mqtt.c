@@ -34,6 +34,8 @@ struct mqtt {
 	struct agent_ctx *ctx;
 	struct mqtt_link *link;
 	char topic[600];
+	char user[256], pass[512];
+	bool have_pass;
 };
 
 static int params(struct mqtt *q, struct mqtt_link_params *p)
@@ -70,17 +72,20 @@ static int params(struct mqtt *q, struct mqtt_link_params *p)
 	return 0;
 }
 
-static int prepare(struct agent_ctx *ctx, void *arg, struct mosquitto *m)
+/* Read once, at start and on a configuration change: after the agent
+ * drops root (Agent_RunAsUser) a mode-600 root file is out of reach. */
+static int load_credentials(struct mqtt *q)
 {
-	struct mqtt *q = arg;
-	(void)q;
-	const char *file = config_string(agent_config(ctx), "Mqtt_CredentialsFile");
+	const char *file = config_string(agent_config(q->ctx), "Mqtt_CredentialsFile");
+	explicit_bzero(q->user, sizeof(q->user));
+	explicit_bzero(q->pass, sizeof(q->pass));
+	q->have_pass = false;
 	if (!*file)
 		return 0;
 	char err[1200];
 	char *text = secret_file_read(file, 4096, err, sizeof(err));
 	if (!text) {
-		agent_log(ctx, "error", "Mqtt_CredentialsFile: %s", err);
+		agent_log(q->ctx, "error", "Mqtt_CredentialsFile: %s", err);
 		return -1;
 	}
 	char *pw = strchr(text, '\n');
@@ -89,14 +94,29 @@ static int prepare(struct agent_ctx *ctx, void *arg, struct mosquitto *m)
 		pw[strcspn(pw, "\r\n")] = 0;
 	}
 	text[strcspn(text, "\r")] = 0;
-	int rc = mosquitto_username_pw_set(m, text, pw);
+	int rc = 0;
+	if (!*text || strlen(text) >= sizeof(q->user) || (pw && strlen(pw) >= sizeof(q->pass))) {
+		agent_log(q->ctx, "error", "Mqtt_CredentialsFile %s: expected a user name line and a password line", file);
+		rc = -1;
+	} else {
+		snprintf(q->user, sizeof(q->user), "%s", text);
+		if (pw) {
+			snprintf(q->pass, sizeof(q->pass), "%s", pw);
+			q->have_pass = true;
+		}
+	}
 	explicit_bzero(text, strlen(text) + (pw ? strlen(pw) + 1 : 0));
 	free(text);
-	if (rc != MOSQ_ERR_SUCCESS) {
-		agent_log(ctx, "error", "Mqtt_CredentialsFile %s: expected a user name line and a password line", file);
-		return -1;
-	}
-	return 0;
+	return rc;
+}
+
+static int prepare(struct agent_ctx *ctx, void *arg, struct mosquitto *m)
+{
+	struct mqtt *q = arg;
+	(void)ctx;
+	if (!q->user[0])
+		return 0;
+	return mosquitto_username_pw_set(m, q->user, q->have_pass ? q->pass : NULL) == MOSQ_ERR_SUCCESS ? 0 : -1;
 }
 
 static void topic(void *arg, const char *id, char *out, size_t size)
@@ -116,6 +136,7 @@ static void fini(void *state)
 	if (!q)
 		return;
 	mqtt_link_free(q->link);
+	explicit_bzero(q, sizeof(*q));
 	free(q);
 }
 
@@ -126,7 +147,7 @@ static void *init(struct agent_ctx *ctx)
 		return NULL;
 	q->ctx = ctx;
 	struct mqtt_link_params p;
-	if (params(q, &p) != 0) {
+	if (params(q, &p) != 0 || load_credentials(q) != 0) {
 		free(q);
 		return NULL;
 	}
@@ -142,6 +163,17 @@ static void configure(struct agent_ctx *ctx, void *state)
 {
 	struct mqtt *q = state;
 	struct mqtt_link_params p;
+	char user[256], pass[512];
+	bool have_pass = q->have_pass;
+	memcpy(user, q->user, sizeof(user));
+	memcpy(pass, q->pass, sizeof(pass));
+	if (load_credentials(q) != 0) {
+		memcpy(q->user, user, sizeof(user));
+		memcpy(q->pass, pass, sizeof(pass));
+		q->have_pass = have_pass;
+		agent_warn(ctx, "keeping the previous credentials");
+	}
+	explicit_bzero(pass, sizeof(pass));
 	if (params(q, &p) != 0 || mqtt_link_configure(q->link, &p) != 0)
 		agent_warn(ctx, "keeping the previous connection settings");
 }
