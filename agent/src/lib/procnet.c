@@ -355,6 +355,7 @@ static bool owner_fd(int fd, const char *target, void *arg)
 void procnet_owners_find(struct agent_ctx *ctx, const struct procnet_list *wanted, struct procnet_owners *out)
 {
 	memset(out, 0, sizeof(*out));
+	out->proc_fd = -1;
 	if (wanted->len == 0)
 		return;
 	out->v = malloc(wanted->len * sizeof(*out->v));
@@ -380,6 +381,9 @@ void procnet_owners_find(struct agent_ctx *ctx, const struct procnet_list *wante
 		s.pid = scan.pids[i];
 		proc_pid_fds_at(scan.proc_fd, fd_dir, owner_fd, &s);
 	}
+	/* Kept for the owners' exe links. */
+	out->proc_fd = scan.proc_fd;
+	scan.proc_fd = -1;
 	proc_scan_close(&scan);
 }
 
@@ -399,16 +403,24 @@ const char *procnet_owner_exe(struct agent_ctx *ctx, struct procnet_owners *o, i
 	for (size_t i = 0; i < o->nexes; i++)
 		if (o->exes[i].pid == pid)
 			return o->exes[i].exe;
-	struct procnet_exe *nv = realloc(o->exes, (o->nexes + 1) * sizeof(*nv));
-	if (!nv)
-		return "";
-	o->exes = nv;
+	if ((o->nexes & (o->nexes - 1)) == 0) { /* 0, 1, 2, 4, ...: grow */
+		struct procnet_exe *nv = realloc(o->exes, (o->nexes ? o->nexes * 2 : 1) * sizeof(*nv));
+		if (!nv)
+			return "";
+		o->exes = nv;
+	}
 	char buf[4096];
 	ssize_t n = -1;
-	int dfd = proc_pid_open(ctx, pid);
-	if (dfd >= 0) {
-		n = proc_readlink_at(dfd, "exe", buf, sizeof(buf));
-		close(dfd);
+	if (o->proc_fd >= 0) {
+		char link[32];
+		snprintf(link, sizeof(link), "%d/exe", pid);
+		n = proc_readlink_at(o->proc_fd, link, buf, sizeof(buf));
+	} else {
+		int dfd = proc_pid_open(ctx, pid);
+		if (dfd >= 0) {
+			n = proc_readlink_at(dfd, "exe", buf, sizeof(buf));
+			close(dfd);
+		}
 	}
 	o->exes[o->nexes].pid = pid;
 	o->exes[o->nexes].exe = text_clean(buf, n > 0 ? (size_t)n : 0, sizeof(buf));
@@ -421,5 +433,8 @@ void procnet_owners_free(struct procnet_owners *o)
 		free(o->exes[i].exe);
 	free(o->exes);
 	free(o->v);
+	if (o->proc_fd >= 0)
+		close(o->proc_fd);
 	memset(o, 0, sizeof(*o));
+	o->proc_fd = -1;
 }

@@ -83,6 +83,7 @@ struct procnet_owners {
 	size_t len;
 	struct procnet_exe *exes; /* readlink of /proc/PID/exe, cached per pass */
 	size_t nexes;
+	int proc_fd;              /* /proc under the root, or -1 */
 };
 /* Look through /proc/PID/fd for the inodes in `wanted` (any order, may
  * repeat; 0 is ignored) and stop once each is found. The lowest pid wins
