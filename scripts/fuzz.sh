@@ -30,6 +30,7 @@ seed_files() {  # the fixture files that seed a target
     sshd_config) ls $fx/*/etc/ssh/sshd_config 2>/dev/null ;;
     mounts) ls $fx/*/proc/mounts 2>/dev/null ;;
     sysinfo_json) ls $fx/*/etc/defender-iot/sysinfo.json ;;
+    policy) ls $fx/policies/*.policy ;;
   esac
 }
 
