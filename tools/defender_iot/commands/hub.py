@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -127,8 +128,7 @@ def cmd_messages(args: argparse.Namespace) -> int:
                         limit=args.limit or 1_000_000)
     try:
         if args.last:
-            msgs = list(reversed(store.messages(MessageFilter(**{**flt.__dict__, "limit": args.last,
-                                                                 "newest_first": True}))))
+            msgs = list(reversed(store.messages(replace(flt, limit=args.last, newest_first=True))))
         else:
             msgs = store.messages(flt)
         for m in msgs:
@@ -136,7 +136,7 @@ def cmd_messages(args: argparse.Namespace) -> int:
         last = max([m["id"] for m in msgs], default=0) if msgs else _last_id(store)
         while args.follow:
             time.sleep(0.5)
-            for m in store.messages(MessageFilter(**{**flt.__dict__, "since_id": last})):
+            for m in store.messages(replace(flt, since_id=last)):
                 _print_message(m, args.json)
                 last = m["id"]
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -241,8 +242,8 @@ def render_page(core: HubCore) -> str:
     for ident_row in core.store.list_identities()[:500]:
         ident = Identity(ident_row["device_id"], ident_row["module_id"])
         flt = MessageFilter(device=ident.device_id, module=ident.module_id, limit=1, newest_first=True)
-        beat = core.store.messages(MessageFilter(**{**flt.__dict__, "type": "Heartbeat"}))
-        base = core.store.messages(MessageFilter(**{**flt.__dict__, "type": "Baseline"}))
+        beat = core.store.messages(replace(flt, type="Heartbeat"))
+        base = core.store.messages(replace(flt, type="Baseline"))
         rows.append(f"<tr><td>{e(ident.device_id)}</td><td>{e(ident.module_id)}</td>"
                     f"<td>{'connected' if ident.client_id in core.connections else 'disconnected'}</td>"
                     f"<td>{e(beat[0]['received']) if beat else '-'}</td>"
