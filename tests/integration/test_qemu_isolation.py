@@ -48,6 +48,8 @@ def tracked_text_files() -> List[Path]:
 def test_every_qemu_network_in_the_repository_is_restricted():
     bad = []
     for p in tracked_text_files():
+        if p == Path(__file__).resolve():
+            continue      # its samples of what must be refused
         try:
             text = p.read_text()
         except (UnicodeDecodeError, OSError):

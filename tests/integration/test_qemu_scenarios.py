@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-import scenarios
+from defender_iot.image import scenarios
 
 pytestmark = pytest.mark.qemu
 

@@ -84,18 +84,45 @@ def _gz(a: Archive) -> bytes:
 
 
 @dataclass
-class Guest:
-    """A running QEMU guest with a shell on its serial console.
-
-    `guestfwd` maps guest-visible (ip, port) to host loopback ports. The
-    console log goes to `console_log` as it arrives, so a failed boot can be
-    shown in full."""
-    image: Image
+class GuestBase:
+    """What every way of booting the image shares: `guestfwd` maps
+    guest-visible (ip, port) to host loopback ports; `config` and `files`
+    go into the run's overlay archive."""
+    image: Optional[Image]
     workdir: Path
     guestfwd: Dict[Tuple[str, int], int] = field(default_factory=dict)
     ssh_port: int = 0
     config: Optional[Dict[str, object]] = None
     files: Dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def console_log(self) -> Path:
+        raise NotImplementedError
+
+    def console_text(self) -> str:
+        try:
+            return self.console_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class Guest(GuestBase):
+    """A running QEMU guest with a shell on its serial console (pexpect on
+    QEMU's stdio). The console goes to `console_log` as it arrives, so a
+    failed boot can be shown in full."""
     boot_timeout: float = 180
     spawn: object = None
     shell: Optional[ConsoleShell] = None
@@ -103,12 +130,6 @@ class Guest:
     @property
     def console_log(self) -> Path:
         return self.workdir / "console.log"
-
-    def console_text(self) -> str:
-        try:
-            return self.console_log.read_text(errors="replace")
-        except OSError:
-            return ""
 
     def start(self) -> "Guest":
         import pexpect
@@ -156,12 +177,6 @@ class Guest:
             self.spawn.logfile_read.close()
         self.spawn = None
         self.shell = None
-
-    def __enter__(self) -> "Guest":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class BootFailed(AssertionError):

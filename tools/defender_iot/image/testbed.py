@@ -5,16 +5,21 @@ or an oeqa target, build a Testbed from its own parts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from defender_iot.image.target import Target, wait_for
 
 MODULE = "DefenderIotMicroAgent"
+CA_PATH = "/etc/defender-iot/hub-ca.pem"
+CONNSTR_PATH = "/etc/defender-iot/connection_string.txt"
 
 
 class Messages:
@@ -180,3 +185,55 @@ def _summary(bodies: List[dict]) -> Dict[str, int]:
         key = e.get("Name", "?") + ("(alert)" if e.get("EventType") == "Alert" else "")
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+@contextlib.contextmanager
+def qemu_testbed(image, workdir: Path, *, driver=None, hub_data: Optional[Path] = None,
+                 http_port: int = 0) -> Iterator[Testbed]:
+    """Start the hub, the fake pool and the shell listener on loopback, boot
+    `image` with the agent configured for the hub (connection string issued
+    by the hub, its CA, the address forwarded into the guest), and yield the
+    Testbed. `driver` is qemu.Guest (pexpect console) or lab.LabgridGuest."""
+    from defender_iot.hub import HubProcess
+    from defender_iot.image.qemu import HUB_ADDRESS, POOL_ADDRESS, SHELL_LISTENER_ADDRESS, Guest
+
+    driver = driver or Guest
+    device = f"dfi-{image.arch}"
+    pool, listener = FakePool(), ShellListener()
+    hub = HubProcess(hub_data or workdir / "hub", http_port=http_port)
+    config = {"Agent_Transport": "iothub", "IothubModule_ConnectionStringFile": CONNSTR_PATH,
+              "IothubModule_CaFile": CA_PATH, "IothubModule_ConnectAddress": f"{HUB_ADDRESS[0]}:{HUB_ADDRESS[1]}"}
+    with contextlib.ExitStack() as stack:
+        stack.callback(pool.shutdown)
+        stack.callback(listener.close)
+        stack.enter_context(hub)
+        guest = driver(image, workdir / "guest", config=config,
+                       guestfwd={HUB_ADDRESS: hub.mqtt_port, POOL_ADDRESS: pool.port,
+                                 SHELL_LISTENER_ADDRESS: listener.port},
+                       files={CONNSTR_PATH: (hub.connection_string(device, MODULE) + "\n").encode(),
+                              CA_PATH: hub.ca.read_bytes()})
+
+        def restart_hub(seconds: float, during: Callable[[], None]) -> None:
+            hub.stop()
+            stopped = time.monotonic()
+            try:
+                during()
+                time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
+            finally:
+                hub.start()
+
+        def diagnostics() -> Dict[str, str]:
+            out = {"console (last 8 KiB)": guest.console_text()[-8192:], "hub log": hub.log_tail(60)}
+            if guest.alive():
+                try:
+                    out["agent log in the guest"] = guest.run("tail -n 60 /var/log/defender-iot/agent.log",
+                                                              timeout=20)[1]
+                except AssertionError as e:
+                    out["agent log in the guest"] = str(e)
+            return out
+
+        stack.enter_context(guest)
+        yield Testbed(arch=image.arch, target=guest, hub=hub, device=device, ssh=("127.0.0.1", guest.ssh_port),
+                      root_password=image.root_password, pool=pool, pool_address=POOL_ADDRESS,
+                      listener=listener, listener_address=SHELL_LISTENER_ADDRESS,
+                      restart_hub=restart_hub, diagnostics=diagnostics)

@@ -14,7 +14,7 @@ import time
 from typing import Dict, List
 
 from defender_iot.image.target import check, wait_for
-from testbed import MODULE, Testbed, alerts, events
+from defender_iot.image.testbed import MODULE, Testbed, alerts, events
 
 
 def payload(e: dict) -> dict:
