@@ -22,6 +22,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from elftools.common.exceptions import ELFError
 from elftools.dwarf.callframe import FDE
 from elftools.elf.constants import SH_FLAGS
+from elftools.elf.descriptions import describe_reloc_type
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 
@@ -29,6 +30,9 @@ from defender_iot.errors import UserError
 from defender_iot.features import KINDS, load_features, repo_root
 
 SECTION_KINDS = ("text", "rodata", "data", "bss")
+# Component groups: the features, and the shared helpers of agent/src/lib/
+# (linked only when a feature calls them, so each is a row of its own).
+GROUPS = KINDS + ("lib",)
 CORE = "core"
 THIRD_PARTY = "third-party"
 TOOLCHAIN = "toolchain tables"  # dynamic linking and unwind tables: the linker's, not one source file's
@@ -69,6 +73,7 @@ class SizeReport:
     sections: List[Section]
     symbols: List[Symbol]
     objects: bool = False  # global symbols placed through the build directory's object files
+    strings: List[Symbol] = field(default_factory=list)  # string literals placed through pointer tables
     # component -> kind -> bytes
     components: Dict[str, Dict[str, int]] = field(default_factory=dict)
 
@@ -97,7 +102,7 @@ class SizeReport:
             fixed = {CORE: 0, THIRD_PARTY: 5, TOOLCHAIN: 6, UNATTRIBUTED: 7}
             if c in fixed:
                 return (fixed[c], c)
-            return (1 + KINDS.index(c.split()[0]), c)
+            return (1 + GROUPS.index(c.split()[0]), c)
         return sorted(self.components, key=key)
 
     def to_json(self) -> dict:
@@ -130,15 +135,17 @@ def section_kind(flags: int, sh_type: str) -> str:
 
 class _Components:
     """Source path or file name -> component, from the agent tree's layout:
-    agent/src/<kind>s/<name>.c is that feature, agent/src/{core,lib}/ and
-    main.c are the core, anything else is third-party."""
+    agent/src/<kind>s/<name>.c is that feature, agent/src/lib/<topic>.c is
+    "lib <topic>", agent/src/core/ and main.c are the core, anything else is
+    third-party."""
 
     def __init__(self) -> None:
         agent = repo_root() / "agent"
         self.by_base: Dict[str, str] = {"main.c": CORE, "features.c": CORE}
-        for sub in ("core", "lib"):
-            for p in (agent / "src" / sub).glob("*.c"):
-                self.by_base[p.name] = CORE
+        for p in (agent / "src" / "core").glob("*.c"):
+            self.by_base[p.name] = CORE
+        for p in (agent / "src" / "lib").glob("*.c"):
+            self.by_base[p.name] = f"lib {p.stem}"
         self.features = {(f.kind, f.name) for f in load_features(agent)}
         for kind, name in self.features:
             self.by_base.setdefault(f"{name}.c", f"{kind} {name}")
@@ -147,7 +154,10 @@ class _Components:
         m = re.search(r"(?:^|/)src/(collector|detector|transport)s/([a-z0-9_]+)\.c$", path)
         if m:
             return f"{m.group(1)} {m.group(2)}"
-        if re.search(r"(?:^|/)src/(core|lib)/[^/]+\.c$", path) or re.search(r"(?:^|/)(src/main|generated/features)\.c$", path):
+        m = re.search(r"(?:^|/)src/lib/([A-Za-z0-9_]+)\.c$", path)
+        if m:
+            return f"lib {m.group(1)}"
+        if re.search(r"(?:^|/)src/core/[^/]+\.c$", path) or re.search(r"(?:^|/)(src/main|generated/features)\.c$", path):
             return CORE
         return THIRD_PARTY
 
@@ -268,6 +278,7 @@ def _report(path: Path, elf: ELFFile) -> SizeReport:
 
     report = SizeReport(path=path, arch=arch, has_symbols=symtab is not None, has_dwarf=has_dwarf,
                         sections=sections, symbols=symbols, objects=bool(by_object))
+    report.strings = _referenced_strings(elf, report)
     _attribute(report, _table_entries(elf, report))
     return report
 
@@ -315,6 +326,58 @@ def _table_entries(elf: ELFFile, report: SizeReport) -> Dict[str, List[Tuple[str
     return out
 
 
+def _referenced_strings(elf: ELFFile, report: SizeReport) -> List[Symbol]:
+    """String literals that a table of pointers refers to: in a PIE each such
+    pointer has a RELATIVE dynamic relocation whose target is the string and
+    whose place lies in the object that owns it (a check table, a config key
+    table). Strings only code refers to stay unattributed: finding those
+    would take a disassembler."""
+    spans = sorted((s.addr, s.addr + s.size, s.component) for s in report.symbols)
+    starts = [a for a, _, _ in spans]
+
+    def owner(addr: int) -> Optional[str]:
+        i = bisect.bisect_right(starts, addr) - 1
+        return spans[i][2] if i >= 0 and spans[i][0] <= addr < spans[i][1] else None
+
+    rodata = [s for s in report.sections if s.kind == "rodata" and not _TOOLCHAIN_SECTION.match(s.name)]
+    data: Dict[str, bytes] = {}
+
+    def content(name: str) -> bytes:
+        if name not in data:
+            data[name] = elf.get_section_by_name(name).data()
+        return data[name]
+
+    word = elf.elfclass // 8
+    order = "little" if elf.little_endian else "big"
+    found: Dict[int, Symbol] = {}
+    for rsec in elf.iter_sections():
+        if not isinstance(rsec, RelocationSection) or rsec.name not in (".rela.dyn", ".rel.dyn"):
+            continue
+        for rel in rsec.iter_relocations():
+            if "RELATIVE" not in describe_reloc_type(rel["r_info_type"], elf):
+                continue
+            place = rel["r_offset"]
+            component = owner(place)
+            if not component:
+                continue
+            if rel.is_RELA():
+                target = rel["r_addend"]
+            else:  # REL: the addend is the word at the place
+                holder = next((x for x in report.sections if x.addr <= place < x.addr + x.size and x.kind != "bss"), None)
+                if holder is None:
+                    continue
+                target = int.from_bytes(content(holder.name)[place - holder.addr:place - holder.addr + word], order)
+            sec = next((x for x in rodata if x.addr <= target < x.addr + x.size), None)
+            if sec is None or target in found or owner(target):
+                continue
+            blob = content(sec.name)
+            end = blob.find(b"\0", target - sec.addr)
+            if end < 0:
+                continue
+            found[target] = Symbol("(string)", target, end + 1 - (target - sec.addr), sec.name, component, "STRING")
+    return list(found.values())
+
+
 def _attribute(report: SizeReport, entries: Dict[str, List[Tuple[str, int]]]) -> None:
     """Count each section byte once: to the first symbol covering it, then
     to the owners of table entries, the rest to the toolchain's row or the
@@ -325,7 +388,7 @@ def _attribute(report: SizeReport, entries: Dict[str, List[Tuple[str, int]]]) ->
             row[kind] = row.get(kind, 0) + n
 
     per_section: Dict[str, List[Symbol]] = {}
-    for s in report.symbols:
+    for s in report.symbols + report.strings:
         per_section.setdefault(s.section, []).append(s)
     for sec in report.sections:
         end = sec.addr + sec.size
@@ -361,7 +424,7 @@ def format_report(report: SizeReport, top: int = 0) -> str:
     lines += [head, "-" * len(head)]
     last_kind = None
     for c in report.ordered_components():
-        kind = c.split()[0] if c.split()[0] in KINDS else None
+        kind = c.split()[0] if c.split()[0] in GROUPS else None
         if kind and kind != last_kind:
             lines.append(f"{kind + 's':<{width}}" + "".join(
                 f"{sum(report.components[x].get(k, 0) for x in report.components if x.startswith(kind + ' ')):>9}"
