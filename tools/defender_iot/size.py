@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from elftools.common.exceptions import ELFError
 from elftools.dwarf.callframe import FDE
@@ -283,17 +283,23 @@ def _report(path: Path, elf: ELFFile) -> SizeReport:
     return report
 
 
-def _table_entries(elf: ELFFile, report: SizeReport) -> Dict[str, List[Tuple[str, int]]]:
-    """Entries of the linker's tables that belong to one function or object:
-    unwind entries (.eh_frame FDEs with their .eh_frame_hdr slot, .ARM.exidx)
-    and dynamic relocations of pointers inside an object (.rela.dyn in a PIE).
-    Section name -> [(component, bytes)]."""
+def _owner(report: SizeReport) -> Callable[[int], Optional[str]]:
+    """The component of the symbol covering an address, or None."""
     spans = sorted((s.addr, s.addr + s.size, s.component) for s in report.symbols)
     starts = [a for a, _, _ in spans]
 
     def owner(addr: int) -> Optional[str]:
         i = bisect.bisect_right(starts, addr) - 1
         return spans[i][2] if i >= 0 and spans[i][0] <= addr < spans[i][1] else None
+    return owner
+
+
+def _table_entries(elf: ELFFile, report: SizeReport) -> Dict[str, List[Tuple[str, int]]]:
+    """Entries of the linker's tables that belong to one function or object:
+    unwind entries (.eh_frame FDEs with their .eh_frame_hdr slot, .ARM.exidx)
+    and dynamic relocations of pointers inside an object (.rela.dyn in a PIE).
+    Section name -> [(component, bytes)]."""
+    owner = _owner(report)
 
     out: Dict[str, List[Tuple[str, int]]] = {}
     names = {s.name for s in report.sections}
@@ -332,12 +338,7 @@ def _referenced_strings(elf: ELFFile, report: SizeReport) -> List[Symbol]:
     whose place lies in the object that owns it (a check table, a config key
     table). Strings only code refers to stay unattributed: finding those
     would take a disassembler."""
-    spans = sorted((s.addr, s.addr + s.size, s.component) for s in report.symbols)
-    starts = [a for a, _, _ in spans]
-
-    def owner(addr: int) -> Optional[str]:
-        i = bisect.bisect_right(starts, addr) - 1
-        return spans[i][2] if i >= 0 and spans[i][0] <= addr < spans[i][1] else None
+    owner = _owner(report)
 
     rodata = [s for s in report.sections if s.kind == "rodata" and not _TOOLCHAIN_SECTION.match(s.name)]
     data: Dict[str, bytes] = {}
