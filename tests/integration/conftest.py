@@ -4,7 +4,7 @@ listener on the host, reached from the guest through restricted user
 networking.
 
 Architectures: `--dfi-arch x86_64,aarch64` (default: $DFI_ARCHES, else
-x86_64). A failing test gets the guest's console and the hub's log in its
+x86_64 and aarch64, as in CI). A failing test gets the guest's console and the hub's log in its
 report."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from defender_iot.image.testbed import Testbed, qemu_testbed
 
 
 def pytest_addoption(parser):
-    parser.addoption("--dfi-arch", default=os.environ.get("DFI_ARCHES", "x86_64"),
+    parser.addoption("--dfi-arch", default=os.environ.get("DFI_ARCHES", "x86_64,aarch64"),
                      help="comma-separated architectures to boot for tests/integration (x86_64,aarch64,armhf)")
     parser.addoption("--dfi-driver", choices=("labgrid", "pexpect"), default=os.environ.get("DFI_DRIVER", "labgrid"),
                      help="drive the guest with labgrid's QEMUDriver+ShellDriver (default) or a pexpect console")

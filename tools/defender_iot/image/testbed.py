@@ -189,7 +189,7 @@ def _summary(bodies: List[dict]) -> Dict[str, int]:
 
 @contextlib.contextmanager
 def qemu_testbed(image, workdir: Path, *, driver=None, hub_data: Optional[Path] = None,
-                 http_port: int = 0) -> Iterator[Testbed]:
+                 http_port: int = 0, on_hub: Optional[Callable[[Any], None]] = None) -> Iterator[Testbed]:
     """Start the hub, the fake pool and the shell listener on loopback, boot
     `image` with the agent configured for the hub (connection string issued
     by the hub, its CA, the address forwarded into the guest), and yield the
@@ -207,6 +207,8 @@ def qemu_testbed(image, workdir: Path, *, driver=None, hub_data: Optional[Path] 
         stack.callback(pool.shutdown)
         stack.callback(listener.close)
         stack.enter_context(hub)
+        if on_hub is not None:
+            on_hub(hub)
         guest = driver(image, workdir / "guest", config=config,
                        guestfwd={HUB_ADDRESS: hub.mqtt_port, POOL_ADDRESS: pool.port,
                                  SHELL_LISTENER_ADDRESS: listener.port},
