@@ -4,20 +4,20 @@
     .venv/bin/python bench/agent_cycle.py [--runs 21] [--processes 300] [--sockets 500]
 
 tests/fixtures/make_busy_system.py writes a /proc tree with 300 processes
-(about 2,100 fd links) and 500 sockets (a third listening, a fifth UDP, a
-quarter IPv6) with /proc/net/snmp and /etc/passwd. The default agent
-(every feature at its default, MinSizeRel) runs `--once --root TREE`
---runs times; each run's CPU time (user + system) comes from wait4(2) and its
-peak RSS (ru_maxrss) from GNU time(1) (a child forked from Python would carry
-Python's RSS). The medians are printed for the full cycle and with each of
-the process, network_activity and listening_ports collectors turned off in
-the config, and for an empty tree (the binary's fixed cost); then the same
-for a build with only heartbeat and these three collectors, which shows their
-own cost apart from the other features' start-up (shared libraries,
-detectors). "A later cycle" is the CPU of `--replay` over two steps of the
-same tree minus one step: a cycle once the processes are known, as in the
-running agent. Issue #2's targets: at most 20 ms of CPU and 2 MB of peak RSS for
-the full cycle.
+(about 2,100 fd links) and 500 sockets (40 listening, held by the first
+daemons; a fifth UDP, a quarter IPv6) with /proc/net/snmp and /etc/passwd.
+The default agent (every feature at its default, MinSizeRel) runs
+`--once --root TREE` --runs times; each run's CPU time (user + system) comes
+from wait4(2) and its peak RSS (ru_maxrss) from GNU time(1) (a child forked
+from Python would carry Python's RSS). The medians are printed for the full
+cycle and with each of the process, network_activity and listening_ports
+collectors turned off in the config, and for an empty tree (the binary's
+fixed cost); then the same for a build with only heartbeat and these three
+collectors, which shows their own cost apart from the other features'
+start-up (shared libraries, detectors). "A later cycle" is the CPU of
+`--replay` over two steps of the same tree minus one step: a cycle once the
+processes are known, as in the running agent. Issue #2's targets: at most
+20 ms of CPU and 2 MB of peak RSS for the full cycle.
 """
 
 from __future__ import annotations
