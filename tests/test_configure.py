@@ -199,7 +199,9 @@ def test_trim_from_a_buildroot_target(tmp_path):
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         (target / rel).write_bytes(data)
     (target / "bin" / "login").symlink_to("busybox")
-    facts = rootfs_facts(target)
+    (target.parent / "build").mkdir()
+    facts = rootfs_facts(target.parent)  # output/ stands for output/target
+    assert facts.source == f"directory {target}"
     assert facts.ssh_server == "usr/sbin/sshd" and facts.firewall == "usr/sbin/nft"
     assert facts.utmp.startswith("bin/login")
     path = write(tmp_path, BASE + "collectors: [heartbeat, login, baseline]\ntransport: local\n")

@@ -83,6 +83,8 @@ def _writes_utmp(root: Path) -> Optional[str]:
 
 def rootfs_facts(path: Path) -> RootfsFacts:
     path = Path(path)
+    if (path / "target").is_dir() and (path / "build").is_dir():
+        path = path / "target"  # a Buildroot output/ directory
     if path.is_dir():
         return RootfsFacts(source=f"directory {path}",
                            ssh_server=_first_file(path, _SSH_FILES),
