@@ -237,3 +237,18 @@ def test_profile_settings_merge_with_trimming(tmp_path):
 def test_docs_hold_the_schema_reference():
     doc = (REPO / "docs" / "configurator.md").read_text()
     assert schema_markdown() in doc, "docs/configurator.md: paste `python -m defender_iot.profile` output"
+
+
+def test_detect_by_goal(tmp_path, capsys):
+    path = write(tmp_path, BASE + "collectors: [heartbeat]\ndetect: [reverse_shell]\ntransport: local\n")
+    res = resolve(load_profile(path))
+    chosen = [c for c in res.ordered() if c.enabled and c.feature.kind == "detector"]
+    assert [c.feature.name for c in chosen] == ["suspicious_network"]
+    assert "`detect: reverse_shell` (line 4): its summary says" in chosen[0].reason
+    # the detector pulls in what it reads
+    needed = set(chosen[0].feature.requires)
+    assert needed and needed <= {f.name for f in res.enabled("collector")}
+    # a goal that fits several detectors must be made precise
+    path = write(tmp_path, BASE + "detect:\n  - temporary\n")
+    rc, _, err = run_configure(capsys, path, "--out", tmp_path / "o")
+    assert rc == 2 and f"{path}:4: goal 'temporary' matches several detectors (botnet, crypto_miner)" in err
