@@ -112,7 +112,8 @@ static void on_connect(struct mosquitto *m, void *obj, int rc)
 {
 	struct mqtt_link *l = obj;
 	if (rc != 0) {
-		log_problem(l, "%s:%d refused the connection: %s", l->p.host, l->p.port, mosquitto_connack_string(rc));
+		log_problem(l, "%s:%d refused the connection: %s%s", l->p.host, l->p.port, mosquitto_connack_string(rc),
+			    rc == 4 || rc == 5 ? " (check the credentials; a SAS token also needs the right clock)" : "");
 		l->lost = true;
 		return;
 	}
