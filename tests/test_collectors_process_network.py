@@ -324,6 +324,27 @@ def test_this_process_on_the_real_machine(build, tmp_path):
     assert any(c[:3] == ("tcp", "127.0.0.1", port) and c[5] == "ESTABLISHED" and c[6] == me for c in conns), conns
 
 
+def test_polling_mode_leaves_the_proc_connector_alone(build, tmp_path):
+    polling = run_agent(build, "--once", "--config", config(tmp_path, Process_Mode="Polling", Agent_LogLevel="debug"))
+    assert "proc connector" not in polling.stderr
+    assert payload(polling.stdout, "Process")  # polled instead
+    auto = run_agent(build, "--once", "--config", config(tmp_path, Agent_LogLevel="debug")).stderr
+    assert "from the netlink proc connector" in auto or "proc connector not available" in auto
+    assert "warning: process" not in auto  # Auto falls back silently
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("Process_Mode", "Sometimes", "Auto|Netlink|Polling"),
+    ("Process_PollingInterval", 10, "100"),
+    ("NetworkActivity_PollingInterval", "fast", "integer"),
+])
+def test_bad_collector_settings_are_refused_naming_the_key(build, tmp_path, key, value, expected):
+    proc = run_agent(build, "--once", "--config", config(tmp_path, **{key: value}), check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and expected in lines[0], lines
+
+
 def test_netlink_sees_a_short_lived_process(build, tmp_path):
     """With /proc polling once an hour, the start and exit of a process that
     lives one second can only come from the proc connector."""

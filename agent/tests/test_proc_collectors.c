@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -29,13 +31,11 @@ static void capture(struct agent_ctx *ctx, void *state, const char *event, const
 
 static const struct detector capture_detector = { .name = "capture", .on_entry = capture };
 
-/* Run every collector once on a fixture tree, capturing what detectors see. */
-static void collect_tree(const char *tree)
+/* Run every collector once on a tree, capturing what detectors see. */
+static void collect_root(const char *root)
 {
 	struct agent_ctx ctx;
 	memset(&ctx, 0, sizeof(ctx));
-	char root[1024];
-	snprintf(root, sizeof(root), "%s/%s", AGENT_TEST_FIXTURES, tree);
 	assert_int_equal(core_init(&ctx, config_new(), root), 0);
 	struct detector_slot slot = { &capture_detector, NULL };
 	struct detector_slot *saved = ctx.detectors;
@@ -48,6 +48,13 @@ static void collect_tree(const char *tree)
 	ctx.detectors = saved;
 	ctx.ndetectors = nsaved;
 	core_fini(&ctx);
+}
+
+static void collect_tree(const char *tree)
+{
+	char root[1024];
+	snprintf(root, sizeof(root), "%s/%s", AGENT_TEST_FIXTURES, tree);
+	collect_root(root);
 }
 
 static const cJSON *find(const char *kind, const char *field, double value)
@@ -212,6 +219,76 @@ static void std_fds_that_are_sockets_on_the_debian_system(void **state)
 	assert_true(raw);
 }
 
+static void put(const char *dir, const char *name, const char *text, size_t len)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, len, f), len);
+	fclose(f);
+}
+
+static void link_to(const char *dir, const char *name, const char *target)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(symlink(target, path), 0);
+}
+
+/* A dropper that deleted its binary and talks through a socket on stdin,
+ * holding the watchdog: what the process detectors look for. */
+static void a_deleted_binary_with_a_socket_on_stdin(void **state)
+{
+	(void)state;
+	char root[] = "/tmp/test_proc_collectors.XXXXXX";
+	assert_non_null(mkdtemp(root));
+	char dir[256];
+	snprintf(dir, sizeof(dir), "%s/proc", root);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(dir, sizeof(dir), "%s/proc/77", root);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	const char stat_line[] = "77 (.x) S 1 77 77 0 -1 4194560 0 0 0 0 500 20 0 0 20 0 1 0 9000 0 0\n";
+	put(dir, "stat", stat_line, sizeof(stat_line) - 1);
+	const char status[] = "Name:\t.x\nUid:\t1000\t1000\t1000\t1000\n";
+	put(dir, "status", status, sizeof(status) - 1);
+	const char cmdline[] = "/tmp/.x\0-c\0";
+	put(dir, "cmdline", cmdline, sizeof(cmdline) - 1);
+	link_to(dir, "exe", "/tmp/.x (deleted)");
+	char fd[300];
+	snprintf(fd, sizeof(fd), "%s/fd", dir);
+	assert_int_equal(mkdir(fd, 0755), 0);
+	link_to(fd, "0", "socket:[4242]");
+	link_to(fd, "1", "pipe:[99]");
+	link_to(fd, "2", "/dev/null");
+	link_to(fd, "3", "/dev/watchdog");
+	link_to(fd, "4", "socket:[4243]");
+	link_to(fd, "5", "/dev/shm/x");
+
+	collect_root(root);
+	const cJSON *p = find("ProcessSample", "ProcessId", 77);
+	assert_non_null(p);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(p, "ExecutableDeleted")));
+	assert_string_equal(cJSON_GetObjectItem(p, "Executable")->valuestring, "/tmp/.x (deleted)");
+	assert_string_equal(cJSON_GetObjectItem(p, "CommandLine")->valuestring, "/tmp/.x -c");
+	assert_int_equal(num(p, "CpuTicks", NULL), 520);
+	assert_int_equal(num(p, "Uid", NULL), 1000);
+	const cJSON *std = cJSON_GetObjectItem(p, "SocketInodes");
+	assert_int_equal(cJSON_GetArraySize(std), 1);
+	assert_int_equal(cJSON_GetArrayItem(cJSON_GetArrayItem(std, 0), 0)->valuedouble, 0);
+	assert_int_equal(cJSON_GetArrayItem(cJSON_GetArrayItem(std, 0), 1)->valuedouble, 4242);
+	const cJSON *all = cJSON_GetObjectItem(p, "AllSocketInodes");
+	assert_int_equal(cJSON_GetArraySize(all), 2);
+	assert_true(has_number(all, 4242) && has_number(all, 4243));
+	const cJSON *targets = cJSON_GetObjectItem(p, "FdTargets");
+	assert_int_equal(cJSON_GetArraySize(targets), 2); /* no pipe, no /dev/shm file */
+	assert_true(has_string(targets, "/dev/watchdog") && has_string(targets, "/dev/null"));
+
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -226,6 +303,7 @@ int main(void)
 		cmocka_unit_test(process_samples_on_the_busybox_device),
 		cmocka_unit_test(socket_and_counter_samples_on_the_busybox_device),
 		cmocka_unit_test(std_fds_that_are_sockets_on_the_debian_system),
+		cmocka_unit_test(a_deleted_binary_with_a_socket_on_stdin),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
