@@ -122,3 +122,31 @@ def test_not_an_elf(tmp_path, capsys):
     bad.write_text("hello")
     assert main(["size", str(bad)]) == 2
     assert f"{bad}: not an ELF file" in capsys.readouterr().err
+
+
+EDGE_C = r"""
+__thread int tls_counter = 5;
+__thread char tls_buf[256];
+int real_data[64] = {1};
+extern int alias_data[64] __attribute__((alias("real_data")));
+void f(void) {}
+void g(void) __attribute__((alias("f")));
+int main(void) { g(); return tls_counter + tls_buf[3] + real_data[1] + alias_data[2]; }
+"""
+
+
+@pytest.mark.parametrize("cc", ["cc", "aarch64-linux-gnu-gcc", "arm-linux-gnueabihf-gcc"])
+def test_tls_aliases_and_absolute_symbols(tmp_path, cc):
+    """The cases that make other size tools' rows negative: TLS symbols,
+    aliases, an absolute symbol."""
+    src = tmp_path / "edge.c"
+    src.write_text(EDGE_C)
+    elf = tmp_path / "edge"
+    subprocess.run([cc, "-O1", "-o", str(elf), str(src), "-Wl,--defsym,abs_marker=0x123456"], check=True)
+    check_reconciles(elf)
+    report = size_report(elf)
+    by_name = {s.name: s for s in report.symbols}
+    assert by_name["tls_buf"].attributed == 256 and by_name["tls_buf"].section == ".tbss"
+    assert by_name["tls_counter"].attributed == 4 and by_name["tls_counter"].section == ".tdata"
+    assert sum(s.attributed for s in report.symbols if s.name in ("real_data", "alias_data")) == 256
+    assert "abs_marker" not in by_name
