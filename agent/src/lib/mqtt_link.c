@@ -609,4 +609,37 @@ void mqtt_link_free(struct mqtt_link *l)
 	mosquitto_lib_cleanup();
 	free(l);
 }
+
+static struct mqtt_link *link_of(void *state)
+{
+	return *(struct mqtt_link **)state;
+}
+
+int mqtt_link_tp_publish(struct agent_ctx *ctx, void *state, const char *json, const char *id)
+{
+	(void)ctx;
+	return mqtt_link_publish(link_of(state), json, id);
+}
+
+int mqtt_link_tp_pollfds(void *state, struct pollfd *fds, int max)
+{
+	return mqtt_link_pollfds(link_of(state), fds, max);
+}
+
+void mqtt_link_tp_on_poll(struct agent_ctx *ctx, void *state, struct pollfd *fds, int n)
+{
+	(void)ctx;
+	mqtt_link_on_poll(link_of(state), fds, n);
+}
+
+int mqtt_link_tp_timeout_ms(void *state)
+{
+	return mqtt_link_timeout_ms(link_of(state));
+}
+
+void mqtt_link_tp_flush(struct agent_ctx *ctx, void *state, int ms)
+{
+	(void)ctx;
+	mqtt_link_flush(link_of(state), ms);
+}
 #endif

@@ -74,4 +74,12 @@ int mqtt_link_timeout_ms(struct mqtt_link *l);
 void mqtt_link_flush(struct mqtt_link *l, int timeout_ms);
 void mqtt_link_free(struct mqtt_link *l);
 
+/* struct transport callbacks for a transport whose state starts with its
+ * `struct mqtt_link *` (the first member). */
+int mqtt_link_tp_publish(struct agent_ctx *ctx, void *state, const char *json, const char *id);
+int mqtt_link_tp_pollfds(void *state, struct pollfd *fds, int max);
+void mqtt_link_tp_on_poll(struct agent_ctx *ctx, void *state, struct pollfd *fds, int n);
+int mqtt_link_tp_timeout_ms(void *state);
+void mqtt_link_tp_flush(struct agent_ctx *ctx, void *state, int ms);
+
 #endif

@@ -55,8 +55,8 @@ static const char *check_address(const cJSON *v)
 }
 
 struct iothub {
+	struct mqtt_link *link; /* first: the mqtt_link_tp_* callbacks find it here */
 	struct agent_ctx *ctx;
-	struct mqtt_link *link;
 	struct connstr cs;
 	char cs_path[1024];
 	unsigned rid;
@@ -358,34 +358,6 @@ static void configure(struct agent_ctx *ctx, void *state)
 		agent_warn(ctx, "keeping the previous connection settings");
 }
 
-static int publish(struct agent_ctx *ctx, void *state, const char *json, const char *id)
-{
-	(void)ctx;
-	return mqtt_link_publish(((struct iothub *)state)->link, json, id);
-}
-
-static int pollfds(void *state, struct pollfd *fds, int max)
-{
-	return mqtt_link_pollfds(((struct iothub *)state)->link, fds, max);
-}
-
-static void on_poll(struct agent_ctx *ctx, void *state, struct pollfd *fds, int n)
-{
-	(void)ctx;
-	mqtt_link_on_poll(((struct iothub *)state)->link, fds, n);
-}
-
-static int timeout_ms(void *state)
-{
-	return mqtt_link_timeout_ms(((struct iothub *)state)->link);
-}
-
-static void flush(struct agent_ctx *ctx, void *state, int ms)
-{
-	(void)ctx;
-	mqtt_link_flush(((struct iothub *)state)->link, ms);
-}
-
 static void fini(void *state)
 {
 	struct iothub *h = state;
@@ -400,11 +372,11 @@ const struct transport transport_iothub = {
 	.name = "iothub",
 	.keys = keys,
 	.init = init,
-	.publish = publish,
-	.pollfds = pollfds,
-	.on_poll = on_poll,
-	.timeout_ms = timeout_ms,
-	.flush = flush,
+	.publish = mqtt_link_tp_publish,
+	.pollfds = mqtt_link_tp_pollfds,
+	.on_poll = mqtt_link_tp_on_poll,
+	.timeout_ms = mqtt_link_tp_timeout_ms,
+	.flush = mqtt_link_tp_flush,
 	.configure = configure,
 	.fini = fini,
 };

@@ -31,8 +31,8 @@ static const struct config_key keys[] = {
 };
 
 struct mqtt {
+	struct mqtt_link *link; /* first: the mqtt_link_tp_* callbacks find it here */
 	struct agent_ctx *ctx;
-	struct mqtt_link *link;
 	char topic[600];
 	char user[256], pass[512];
 	bool have_pass;
@@ -178,43 +178,15 @@ static void configure(struct agent_ctx *ctx, void *state)
 		agent_warn(ctx, "keeping the previous connection settings");
 }
 
-static int publish(struct agent_ctx *ctx, void *state, const char *json, const char *id)
-{
-	(void)ctx;
-	return mqtt_link_publish(((struct mqtt *)state)->link, json, id);
-}
-
-static int pollfds(void *state, struct pollfd *fds, int max)
-{
-	return mqtt_link_pollfds(((struct mqtt *)state)->link, fds, max);
-}
-
-static void on_poll(struct agent_ctx *ctx, void *state, struct pollfd *fds, int n)
-{
-	(void)ctx;
-	mqtt_link_on_poll(((struct mqtt *)state)->link, fds, n);
-}
-
-static int timeout_ms(void *state)
-{
-	return mqtt_link_timeout_ms(((struct mqtt *)state)->link);
-}
-
-static void flush(struct agent_ctx *ctx, void *state, int ms)
-{
-	(void)ctx;
-	mqtt_link_flush(((struct mqtt *)state)->link, ms);
-}
-
 const struct transport transport_mqtt = {
 	.name = "mqtt",
 	.keys = keys,
 	.init = init,
-	.publish = publish,
-	.pollfds = pollfds,
-	.on_poll = on_poll,
-	.timeout_ms = timeout_ms,
-	.flush = flush,
+	.publish = mqtt_link_tp_publish,
+	.pollfds = mqtt_link_tp_pollfds,
+	.on_poll = mqtt_link_tp_on_poll,
+	.timeout_ms = mqtt_link_tp_timeout_ms,
+	.flush = mqtt_link_tp_flush,
 	.configure = configure,
 	.fini = fini,
 };
