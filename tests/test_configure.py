@@ -252,3 +252,16 @@ def test_detect_by_goal(tmp_path, capsys):
     path = write(tmp_path, BASE + "detect:\n  - temporary\n")
     rc, _, err = run_configure(capsys, path, "--out", tmp_path / "o")
     assert rc == 2 and f"{path}:4: goal 'temporary' matches several detectors (botnet, crypto_miner)" in err
+
+
+def test_the_profile_wins_over_trimming(tmp_path, capsys):
+    manifest = tmp_path / "image.manifest"
+    manifest.write_text("busybox cortexa57 1.36.1\n")
+    path = write(tmp_path, BASE + "collectors: [heartbeat, login]\ntransport: local\nrootfs: image.manifest\n"
+                                  "settings:\n  config:\n    Login_UseUtmp: true\n")
+    outputs = configure(load_profile(path))
+    assert json.loads(outputs.files["profiles/p.json"])["Login_UseUtmp"] is True
+    assert any("the profile sets Login_UseUtmp" in r.reason for r in outputs.table)
+    path.write_text(BASE + "collectors: [heartbeat]\nrootfs: missing/\n")
+    rc, _, err = run_configure(capsys, path, "--out", tmp_path / "o")
+    assert rc == 2 and f"{path}:4: rootfs 'missing/' does not exist" in err

@@ -163,6 +163,9 @@ def trim(res: Resolution, facts: RootfsFacts, profile_config: Dict[str, Any]) ->
     if any(f.name == "login" and f.kind == "collector" for f in enabled):
         if facts.utmp:
             out.rows.append(Row("logins from utmp/wtmp", True, f"{facts.utmp} writes utmp"))
+        elif "Login_UseUtmp" in profile_config:
+            out.rows.append(Row("logins from utmp/wtmp", bool(profile_config["Login_UseUtmp"]),
+                                f"nothing writes utmp in {facts.source}, but the profile sets Login_UseUtmp"))
         elif "Login_UseUtmp" in keys:
             out.config["Login_UseUtmp"] = False
             out.rows.append(Row("logins from utmp/wtmp", False,
@@ -218,11 +221,12 @@ def configure(profile: Profile, *, rootfs: Optional[Path] = None, features: Opti
             rows.append(Row(f"libraries of {t.kind} {t.name}", True,
                             "//libs: " + ", ".join(f"{lib} ({'installed' if ok else 'NOT installed'} for {profile.arch} here)"
                                                    for lib, ok in found.items())))
-    rootfs = rootfs or (profile.path.parent / profile.get("rootfs") if profile.get("rootfs") else None)
-    if rootfs:
-        if profile.get("rootfs") and not Path(rootfs).exists():
+    if rootfs is None and profile.get("rootfs"):
+        rootfs = profile.path.parent / str(profile.get("rootfs"))
+        if not rootfs.exists():
             raise profile.error(["rootfs"], f"rootfs '{profile.get('rootfs')}' does not exist (relative to "
                                             f"{profile.path.parent})")
+    if rootfs:
         t = trim(res, rootfs_facts(Path(rootfs)), config)
         config.update(t.config)
         rows += t.rows
