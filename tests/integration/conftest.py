@@ -10,10 +10,12 @@ report."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from defender_iot.image.builder import build_image
+from defender_iot.image.arches import image_arch
+from defender_iot.image.builder import Image, build_image
 from defender_iot.image.lab import LabgridGuest
 from defender_iot.image.qemu import Guest
 from defender_iot.image.testbed import Testbed, qemu_testbed
@@ -24,6 +26,17 @@ def pytest_addoption(parser):
                      help="comma-separated architectures to boot for tests/integration (x86_64,aarch64,armhf)")
     parser.addoption("--dfi-driver", choices=("labgrid", "pexpect"), default=os.environ.get("DFI_DRIVER", "labgrid"),
                      help="drive the guest with labgrid's QEMUDriver+ShellDriver (default) or a pexpect console")
+    g = parser.getgroup("dfi-own-image", "run the scenarios on your own Yocto/Buildroot image (labgrid driver)")
+    g.addoption("--dfi-kernel", help="your kernel (instead of building the test image); give one --dfi-arch")
+    g.addoption("--dfi-initrd", help="your initramfs (the run's agent config is appended to it)")
+    g.addoption("--dfi-disk", help="or your root filesystem image (booted as /dev/vda; config pushed over the console)")
+    g.addoption("--dfi-prompt", default="root@.*:~# ", help="the shell prompt (a regular expression)")
+    g.addoption("--dfi-login-prompt", default=" login: ")
+    g.addoption("--dfi-username", default="root")
+    g.addoption("--dfi-password", default="", help="root's password (the brute-force scenario logs in with it)")
+    g.addoption("--dfi-ready", default="", help="a console line that says init is done (optional)")
+    g.addoption("--dfi-agent-restart", default="/etc/init.d/defender-iot-agent restart",
+                help="how the image restarts the agent after its config changed (disk images)")
 
 
 def pytest_generate_tests(metafunc):
@@ -34,9 +47,19 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def testbed(request, agent_factory, tmp_path_factory):
-    arch = request.param
-    image = build_image(arch, agent_binary=agent_factory(None, arch=arch).binary, log=lambda m: None)
-    driver = LabgridGuest if request.config.getoption("--dfi-driver") == "labgrid" else Guest
+    arch, opt = request.param, request.config.getoption
+    driver = LabgridGuest if opt("--dfi-driver") == "labgrid" else Guest
+    if opt("--dfi-kernel"):
+        path = lambda o: Path(opt(o)).resolve() if opt(o) else None  # noqa: E731
+        image = Image(arch=arch, directory=tmp_path_factory.mktemp("own-image"), kernel=path("--dfi-kernel"),
+                      initrd=path("--dfi-initrd"), disk=path("--dfi-disk"), console=image_arch(arch).console,
+                      prompt=opt("--dfi-prompt"), login_prompt=opt("--dfi-login-prompt"),
+                      username=opt("--dfi-username"), root_password=opt("--dfi-password"),
+                      ready_banner=opt("--dfi-ready"), agent_restart=opt("--dfi-agent-restart"),
+                      config={"CollectorsCore_PriorityIntervals": "0.1,0.2,0.3"})
+        driver = LabgridGuest
+    else:
+        image = build_image(arch, agent_binary=agent_factory(None, arch=arch).binary, log=lambda m: None)
     with qemu_testbed(image, tmp_path_factory.mktemp(f"qemu-{arch}"), driver=driver) as bed:
         yield bed
 

@@ -10,6 +10,7 @@ import pytest
 
 from defender_iot.image.builder import build_image
 from defender_iot.image.lab import LabgridGuest, qemu_env
+from defender_iot.image.testbed import push_payloads
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "labgrid"
 
@@ -53,3 +54,7 @@ def test_labgrid_boots_the_image_to_a_shell(agent_factory, tmp_path):
         status, out = guest.run("test -x /usr/bin/defender-iot-agent && pidof defender-iot-agent")
         assert status == 0 and out.strip().isdigit(), out
         assert guest.run("sh -c 'exit 3'")[0] == 3
+        # what a user's image without the payloads gets: sent over the console
+        where = push_payloads(guest, "x86_64", tmp_path / "payloads", dest="/tmp/pushed")
+        assert guest.run(f"{where}/botnet 1")[0] == 0
+        assert guest.run(f"cmp {where}/xmrig /opt/defender-iot-tests/xmrig")[0] == 0

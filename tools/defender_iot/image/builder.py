@@ -110,16 +110,25 @@ esac
 
 @dataclass
 class Image:
-    """A built image, as the runner needs it."""
+    """A built image, as the runner needs it. A user's own image (Yocto,
+    Buildroot) is described by the same fields: its kernel, and an initrd
+    or a `disk` (root filesystem image), and how its console logs in."""
     arch: str
     directory: Path
     kernel: Path
-    initrd: Path
+    initrd: Optional[Path]
     console: str
     prompt: str = PROMPT
     root_password: str = ROOT_PASSWORD
     config: Dict[str, object] = field(default_factory=dict)
     digest: str = ""
+    disk: Optional[Path] = None
+    username: str = "root"
+    login_prompt: str = "login: "
+    ready_banner: str = "defender-iot-image: up"
+    payload_dir: str = PAYLOAD_DIR
+    # How the image's init system restarts the agent after its config changed.
+    agent_restart: str = "/etc/init.d/S50defender-iot-agent restart"
 
     @property
     def arch_info(self) -> ImageArch:
@@ -127,8 +136,8 @@ class Image:
 
     def save(self) -> None:
         d = asdict(self)
-        for k in ("directory", "kernel", "initrd"):
-            d[k] = str(d[k])
+        for k in ("directory", "kernel", "initrd", "disk"):
+            d[k] = None if d[k] is None else str(d[k])
         (self.directory / "image.json").write_text(json.dumps(d, indent=2) + "\n")
 
     @classmethod
@@ -137,8 +146,8 @@ class Image:
             d = json.loads((directory / "image.json").read_text())
         except (OSError, ValueError) as e:
             raise UserError(f"{directory}/image.json: not a built image ({e}); run `defender-iot image build`")
-        for k in ("directory", "kernel", "initrd"):
-            d[k] = Path(d[k])
+        for k in ("directory", "kernel", "initrd", "disk"):
+            d[k] = None if d.get(k) is None else Path(d[k])
         return cls(**d)
 
 

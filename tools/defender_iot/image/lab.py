@@ -12,33 +12,37 @@ from typing import Optional, Tuple
 
 from defender_iot.errors import UserError
 from defender_iot.image.builder import Image
-from defender_iot.image.qemu import BOOT_BANNER, BootFailed, GuestBase, GuestHung, free_port, netdev, overlay_initrd
+from defender_iot.image.qemu import BootFailed, GuestBase, GuestHung, free_port, netdev, overlay_initrd
 
 
-def qemu_env(image: Image, initrd: Path, *, guestfwd, ssh_port: int, memory: int = 256) -> dict:
+def qemu_env(image: Image, initrd: Optional[Path], *, guestfwd, ssh_port: int, memory: int = 256) -> dict:
     """A labgrid environment for the image under QEMU. labgrid's QEMUDriver
     has no initrd key: -initrd goes in extra_args (-append is refused there,
-    the kernel command line is boot_args)."""
+    the kernel command line is boot_args). An image with a `disk` boots
+    from it (the driver adds root=/dev/vda)."""
     arch = image.arch_info
     machine = dict(zip(arch.machine[::2], arch.machine[1::2]))
     # -nic takes the -netdev options plus model=; netdev() keeps restrict=on.
     nic = netdev(guestfwd, ssh_port).replace("user,id=n0,", "user,model=virtio-net-pci,", 1)
+    qemu = {
+        "qemu_bin": "qemu", "machine": machine.get("-M", "pc"), "cpu": machine.get("-cpu", "qemu64"),
+        "memory": f"{memory}M", "kernel": "kernel", "display": "none",
+        "boot_args": f"console={arch.console} quiet panic=-1",
+        "extra_args": "-accel tcg -smp 1 -no-reboot" + (f" -initrd {initrd}" if initrd else ""),
+        "nic": nic,
+    }
+    images = {"kernel": str(image.kernel)}
+    if image.disk is not None:
+        qemu["disk"] = "disk"
+        images["disk"] = str(image.disk)
+    shell = {"prompt": image.prompt, "login_prompt": image.login_prompt, "username": image.username,
+             "password": image.root_password, "login_timeout": 240}
+    if image.ready_banner:
+        shell["console_ready"] = image.ready_banner
     return {
-        "targets": {f"dfi-{image.arch}": {"drivers": {
-            "QEMUDriver": {
-                "qemu_bin": "qemu", "machine": machine.get("-M", "pc"), "cpu": machine.get("-cpu", "qemu64"),
-                "memory": f"{memory}M", "kernel": "kernel", "display": "none",
-                "boot_args": f"console={arch.console} quiet panic=-1",
-                "extra_args": f"-accel tcg -smp 1 -no-reboot -initrd {initrd}",
-                "nic": nic,
-            },
-            "ShellDriver": {
-                "prompt": image.prompt, "login_prompt": "login: ", "username": "root",
-                "password": image.root_password, "login_timeout": 240, "console_ready": BOOT_BANNER,
-            },
-        }}},
+        "targets": {f"dfi-{image.arch}": {"drivers": {"QEMUDriver": qemu, "ShellDriver": shell}}},
         "tools": {"qemu": f"/usr/bin/{arch.qemu}"},
-        "images": {"kernel": str(image.kernel)},
+        "images": images,
     }
 
 
@@ -76,7 +80,9 @@ class LabgridGuest(GuestBase):
             if self.image is None:
                 raise UserError("LabgridGuest needs an image or a labgrid environment file")
             self.ssh_port = self.ssh_port or free_port()
-            initrd = overlay_initrd(self.image, self.workdir / "initrd-run.gz", self.config, self.files)
+            initrd = None
+            if self.image.initrd is not None:
+                initrd = overlay_initrd(self.image, self.workdir / "initrd-run.gz", self.config, self.files)
             env_file = self.workdir / "labgrid-env.yaml"
             self.target_name = f"dfi-{self.image.arch}"
             with open(env_file, "w") as f:

@@ -144,7 +144,7 @@ class Guest(GuestBase):
                                    logfile=None, timeout=60, maxread=65536, dimensions=(50, 400))
         self.spawn.logfile_read = log
         try:
-            self.spawn.expect_exact(BOOT_BANNER, timeout=self.boot_timeout)
+            self.spawn.expect_exact(self.image.ready_banner or BOOT_BANNER, timeout=self.boot_timeout)
             self.shell = ConsoleShell(self.spawn, self.image.prompt)
             self.spawn.sendline("")
             self.shell.sync(timeout=60)

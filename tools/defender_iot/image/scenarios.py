@@ -77,15 +77,22 @@ HARDENING = {
 
 
 def posture_then_hardening(bed: Testbed) -> Dict[str, str]:
+    """On the project's image HARDENING's checks fail as built; on another
+    image, those of them that fail are hardened (it may have none)."""
     before = baseline_results(bed)
     failing = {i for i, r in before.items() if r == "Fail"}
-    assert set(HARDENING) <= failing, f"expected {sorted(HARDENING)} to fail on the image as built; failing: {sorted(failing)}"
+    if bed.own_image:
+        assert set(HARDENING) <= failing, \
+            f"expected {sorted(HARDENING)} to fail on the image as built; failing: {sorted(failing)}"
+    fix = {i: cmd for i, cmd in HARDENING.items() if i in failing}
+    if not fix:
+        return before
     status, out = bed.run("date +%s")
     now = float(out.strip())
-    for cmd in HARDENING.values():
+    for cmd in fix.values():
         check(bed.target, cmd)
     after = baseline_results(bed, after=now + 1, timeout=180)
-    not_fixed = {i: after.get(i) for i in HARDENING if after.get(i) != "Pass"}
+    not_fixed = {i: after.get(i) for i in fix if after.get(i) != "Pass"}
     assert not not_fixed, f"after hardening, still not Pass: {not_fixed}"
     return after
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from defender_iot.image.target import Target, wait_for
+from defender_iot.image.target import Target, check, put_file, wait_for
 
 MODULE = "DefenderIotMicroAgent"
 CA_PATH = "/etc/defender-iot/hub-ca.pem"
@@ -149,6 +149,7 @@ class Testbed:
     listener: ShellListener
     listener_address: Tuple[str, int]
     payload_dir: str = "/opt/defender-iot-tests"
+    own_image: bool = True            # the project's test image (its posture as built is known)
     # restart_hub(seconds, during): stop the hub, call during(), start it
     # again `seconds` after it stopped.
     restart_hub: Optional[Callable[[float, Callable[[], None]], None]] = None
@@ -195,6 +196,7 @@ def qemu_testbed(image, workdir: Path, *, driver=None, hub_data: Optional[Path] 
     by the hub, its CA, the address forwarded into the guest), and yield the
     Testbed. `driver` is qemu.Guest (pexpect console) or lab.LabgridGuest."""
     from defender_iot.hub import HubProcess
+    from defender_iot.image.builder import CONFIG_PATH
     from defender_iot.image.qemu import HUB_ADDRESS, POOL_ADDRESS, SHELL_LISTENER_ADDRESS, Guest
 
     driver = driver or Guest
@@ -235,7 +237,28 @@ def qemu_testbed(image, workdir: Path, *, driver=None, hub_data: Optional[Path] 
             return out
 
         stack.enter_context(guest)
+        payload_dir = image.payload_dir
+        if image.initrd is None:
+            # A disk image cannot take the overlay: configure it over the console.
+            cfg = json.dumps({**image.config, **config}).encode()
+            for path, data in {**guest.files, CONFIG_PATH: cfg}.items():
+                put_file(guest, path, data, "0600")
+            check(guest, image.agent_restart, timeout=60)
+        if guest.run(f"test -x {payload_dir}/xmrig")[0] != 0:
+            payload_dir = push_payloads(guest, image.arch, workdir / "payloads")
         yield Testbed(arch=image.arch, target=guest, hub=hub, device=device, ssh=("127.0.0.1", guest.ssh_port),
                       root_password=image.root_password, pool=pool, pool_address=POOL_ADDRESS,
                       listener=listener, listener_address=SHELL_LISTENER_ADDRESS,
-                      restart_hub=restart_hub, diagnostics=diagnostics)
+                      restart_hub=restart_hub, diagnostics=diagnostics, payload_dir=payload_dir,
+                      own_image=bool(image.digest))
+
+
+def push_payloads(target: Target, arch: str, build_dir: Path, dest: str = "/tmp/dfi-payloads") -> str:
+    """Put the attack stand-ins on a device whose image lacks them (a user's
+    own image): compiled here for its architecture, sent through run()."""
+    from defender_iot.image.arches import image_arch
+    from defender_iot.image.builder import compile_payloads
+    check(target, f"mkdir -p {dest}")
+    for name, path in compile_payloads(image_arch(arch), build_dir).items():
+        put_file(target, f"{dest}/{name}", path.read_bytes(), "0755")
+    return dest
