@@ -150,10 +150,13 @@ def validate(profile: Profile) -> None:
         extra = sorted(set(e.instance) - set(allowed), key=lambda k: profile.key_line(*where, k) or 0)[0]
         raise ProfileError(profile.path, profile.key_line(*where, extra),
                            f"unknown key '{extra}'" + suggest(extra, allowed))
+    label = ".".join(str(p) for p in where) or "profile"
     if e.validator == "required":
         missing = re.findall(r"'([^']+)' is a required property", e.message)
-        raise profile.error(where, f"missing key '{missing[0] if missing else e.message}'")
-    label = ".".join(str(p) for p in where) or "profile"
+        raise profile.error(where, f"{label}: missing key '{missing[0] if missing else e.message}'")
+    if e.validator == "pattern" and where == ["product"]:
+        raise profile.error(where, f"product: '{e.instance}' must be a file name: lower-case letters, digits, "
+                                   "'-' and '_' (e.g. 'smart-camera')")
     if e.validator == "oneOf" and where and where[-1] in ("collectors", "detectors"):
         raise profile.error(where, f"{label}: expected 'default', a list of names, or a map of name: true|false")
     if e.validator == "enum":
