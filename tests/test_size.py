@@ -115,6 +115,9 @@ def test_budget_exceeded_names_line_and_biggest(agent_factory, tmp_path, capsys)
     assert re.search(r"biggest: \S.* \d+\.\d KiB, ", err)
     profile.write_text("product: roomy\narch: x86_64\nbudget: {flash_kb: 4096, ram_kb: 512}\n")
     assert main(["size", str(build.binary), "--profile", str(profile)]) == 0
+    profile.write_text("product: other\narch: armhf\nbudget: {flash_kb: 4096}\n")
+    assert main(["size", str(build.binary), "--profile", str(profile)]) == 2
+    assert f"{profile}:2: the profile is for armhf but" in capsys.readouterr().err
 
 
 def test_not_an_elf(tmp_path, capsys):

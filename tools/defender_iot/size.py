@@ -505,6 +505,9 @@ def biggest(report: SizeReport, kinds: Iterable[str], n: int = 3) -> str:
 def check_budget(report: SizeReport, profile) -> None:
     """Raise BudgetExceeded, at the profile's budget line, when the build
     takes more flash or static RAM than the profile allows."""
+    if profile.arch != report.arch:
+        raise UserError(f"{profile.path}:{profile.line('arch')}: the profile is for {profile.arch} but "
+                        f"{report.path} is {report.arch}: its budget would not say much")
     for key, used, kinds, what in (("flash_kb", report.flash, ("text", "rodata", "data"), "flash (text + rodata + data)"),
                                    ("ram_kb", report.ram, ("data", "bss"), "static RAM (data + bss)")):
         limit = profile.get("budget", key)
