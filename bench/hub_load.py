@@ -92,8 +92,11 @@ class Load:
         self.sent = 0
         self.start = asyncio.Event()
         self.stop = False
-        self.payload = (b'{"Events":[{"EventType":"Security","Name":"Heartbeat","Payload":[{"Pad":"'
-                        + b"x" * max(0, args.size - 70) + b'"}]}]}')[: args.size]
+        # An agent-like message (valid JSON, so the hub indexes its events) of
+        # exactly --size bytes.
+        head, tail = b'{"Events":[{"EventType":"Security","Name":"Heartbeat","Payload":[{"Pad":"', b'"}]}]}'
+        self.payload = head + b"x" * max(0, args.size - len(head) - len(tail)) + tail
+        json.loads(self.payload)
 
     async def client(self, device: str, gate: asyncio.Semaphore) -> None:
         ident = Identity(device)

@@ -263,13 +263,14 @@ class Store:
         return {**{k: v for k, v in patch.items() if not k.startswith("$")}, "$version": version}
 
     # -- device-to-cloud messages -----------------------------------------
-    def add_message(self, ident: Identity, properties: Dict[str, Optional[str]], body: bytes,
+    def add_message(self, ident: Identity, properties_json: str, body: bytes,
                     received: Optional[str] = None) -> None:
-        """Queue a message for the next commit(): the MQTT server commits in
-        batches and sends PUBACKs only after the commit."""
+        """Queue a message (its property bag already as a JSON object) for
+        the next commit(): the MQTT server commits in batches and sends
+        PUBACKs only after the commit."""
         decoded = decode_body(body)
         types, alerts = event_index(decoded.get("body"))
-        self._pending.append((ident.device_id, ident.module_id, received or utcnow(), json.dumps(properties),
+        self._pending.append((ident.device_id, ident.module_id, received or utcnow(), properties_json,
                               body, types, alerts))
 
     def commit(self) -> None:
