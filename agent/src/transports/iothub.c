@@ -198,6 +198,17 @@ static void apply(struct iothub *h, const cJSON *desired, bool replace)
 	}
 	cJSON_AddStringToObject(r, "agent_version", AGENT_VERSION);
 	cJSON *cfg = agent_config_snapshot(h->ctx);
+	/* IoT Hub refuses a whole reported patch whose nested keys hold '.',
+	 * '$' or spaces, which rule and allowlist objects may: objects go as
+	 * JSON text. */
+	for (cJSON *it = cfg->child, *next; it; it = next) {
+		next = it->next;
+		if (cJSON_IsObject(it)) {
+			char *json = cJSON_PrintUnformatted(it);
+			cJSON_ReplaceItemViaPointer(cfg, it, cJSON_CreateString(json ? json : ""));
+			free(json);
+		}
+	}
 	char *text = cJSON_PrintUnformatted(cfg);
 	if (text && strlen(text) <= REPORT_CONFIG_MAX) {
 		cJSON_AddItemToObject(r, "configuration", cfg);
