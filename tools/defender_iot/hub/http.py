@@ -255,7 +255,8 @@ def render_page(core: HubCore) -> str:
                 continue
             p = (ev.get("Payload") or [{}])[0]
             p = p if isinstance(p, dict) else {}
-            alerts.append(f"<tr><td>{e(msg['received'])}</td><td>{e(msg['device'])}</td>"
+            who = msg["device"] + (f"/{msg['module']}" if msg["module"] else "")
+            alerts.append(f"<tr><td>{e(msg['received'])}</td><td>{e(who)}</td>"
                           f"<td>{e(str(ev.get('Name')))}</td><td>{e(str(p.get('Severity', '')))}</td>"
                           f"<td>{e(str(p.get('State', '')))}</td><td>{e(str(p.get('Description', '')))}</td></tr>")
     return f"""<!doctype html>
@@ -269,7 +270,7 @@ def render_page(core: HubCore) -> str:
 <table><tr><th>Device</th><th>Module</th><th>State</th><th>Last heartbeat</th><th>Posture (latest Baseline)</th></tr>
 {''.join(rows)}</table>
 <h2>Alerts (latest 50 messages)</h2>
-<table><tr><th>Received</th><th>Device</th><th>Alert</th><th>Severity</th><th>State</th><th>Description</th></tr>
+<table><tr><th>Received</th><th>Identity</th><th>Alert</th><th>Severity</th><th>State</th><th>Description</th></tr>
 {''.join(alerts)}</table>
 </body></html>"""
 
