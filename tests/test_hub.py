@@ -632,3 +632,13 @@ def test_broken_data_directory_is_a_one_line_error(tmp_path, broken, expected):
                            "--mqtt-port", "0", "--http-port", "0"], stderr=subprocess.PIPE, text=True, timeout=60)
     assert proc.returncode == 2
     assert expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_load_bench_script_runs_and_checks_what_it_counts():
+    """bench/hub_load.py works (its figures are not asserted: speed belongs to the bench)."""
+    bench = Path(__file__).resolve().parent.parent / "bench" / "hub_load.py"
+    out = subprocess.run([sys.executable, str(bench), "--clients", "5", "--seconds", "1", "--json"],
+                         check=True, stdout=subprocess.PIPE, text=True, timeout=120).stdout
+    result = json.loads(out)
+    assert result["connected"] == result["connected_by_hub"] == 5
+    assert result["acked"] > 0 and result["stored"] >= result["acked"]
