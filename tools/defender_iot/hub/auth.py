@@ -58,21 +58,6 @@ def connection_string(host: str, ident: Identity, key: Optional[str] = None) -> 
     return ";".join(parts)
 
 
-def parse_connection_string(text: str) -> Dict[str, str]:
-    fields: Dict[str, str] = {}
-    for part in text.strip().split(";"):
-        if not part:
-            continue
-        name, sep, value = part.partition("=")
-        if not sep:
-            raise UserError(f"connection string: {part!r} is not Name=Value")
-        fields[name] = value
-    for need in ("HostName", "DeviceId"):
-        if need not in fields:
-            raise UserError(f"connection string: {need} missing")
-    return fields
-
-
 def resource_uri(host: str, ident: Identity) -> str:
     return f"{host}/{ident.topic_base}"
 
