@@ -146,6 +146,7 @@ static inline void h_sock_add(const char *proto, const char *laddr, int lport, c
 
 static inline void h_sock_send(void)
 {
+	H.virtual_ms++; /* one table per poll: each has its own SampleTimeMs */
 	h_feed("SocketSample", "{\"Sockets\":[%s],\"SampleTimeMs\":%lld}", h_sockets, H.virtual_ms);
 }
 

@@ -126,39 +126,47 @@ static bool random_name(const char *name, const char *exe)
 
 static void on_sample(struct agent_ctx *ctx, struct bn *b, const cJSON *e)
 {
-	long pid = (long)dfield_num(e, "ProcessId", 0);
-	if (pid <= 0)
+	struct dproc_sample s;
+	dproc_parse(e, &s);
+	long pid = s.pid;
+	if (pid <= 0 || !*s.exe)
+		return; /* kernel threads have no executable */
+	/* Most processes show no sign: they get no entry (one made from a
+	 * socket sign is found and completed here). */
+	bool watchdog = false;
+	const cJSON *t;
+	cJSON_ArrayForEach(t, s.fd_targets) {
+		if (cJSON_IsString(t) && strncmp(t->valuestring, "/dev/watchdog", 13) == 0 && pid != 1)
+			watchdog = true;
+	}
+	struct proc *p = dproc_lookup(&b->procs, pid, false);
+	if (!p && !s.deleted && !watchdog && !dproc_exe_in_temp(s.exe) && !random_name(s.name, s.exe))
 		return;
-	if (!*dfield_str(e, "Executable"))
-		return; /* kernel threads */
-	struct proc *p = dproc_lookup(&b->procs, pid, true);
+	if (!p)
+		p = dproc_lookup(&b->procs, pid, true);
 	if (!p)
 		return;
-	dproc_fill(&p->p, e);
-	long long ms = (long long)dfield_num(e, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	bool changed = dproc_fill(&p->p, &s);
+	long long ms = s.sample_ms >= 0 ? s.sample_ms : agent_monotonic_ms(ctx);
 	p->p.seen_ms = ms;
 	if (ms > b->process_ms)
 		b->process_ms = ms;
 	p->ind[IND_DELETED] = p->p.deleted;
 	p->ind[IND_TEMP] = dproc_exe_in_temp(p->p.exe);
-	p->ind[IND_RANDOM_NAME] = random_name(p->p.name, p->p.exe);
-	const cJSON *t;
-	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(e, "FdTargets")) {
-		if (cJSON_IsString(t) && strncmp(t->valuestring, "/dev/watchdog", 13) == 0 && pid != 1 &&
-		    !dname_in(&b->watchdog_allow, p->p.exe, p->p.name))
-			p->ind[IND_WATCHDOG] = true;
-	}
+	if (changed)
+		p->ind[IND_RANDOM_NAME] = random_name(p->p.name, p->p.exe);
+	p->ind[IND_WATCHDOG] = watchdog && !dname_in(&b->watchdog_allow, p->p.exe, p->p.name);
 }
 
 static void on_sockets(struct agent_ctx *ctx, struct bn *b, const cJSON *sample)
 {
 	b->socket_ms = (long long)dfield_num(sample, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
 	struct dnet_ports *now = calloc(1, sizeof(*now));
-	const cJSON *o;
-	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(sample, "Sockets")) {
-		struct dsock s;
-		dsock_from(o, &s);
-		if (s.tcp && dsock_listening(&s) && now)
+	size_t nsock;
+	const struct dsock *tab = dsock_table(sample, &nsock);
+	for (size_t k = 0; k < nsock; k++) {
+		struct dsock s = tab[k];
+		if (s.tcp && s.listening && now)
 			now->bits[s.lport >> 3] |= (uint8_t)(1u << (s.lport & 7));
 		if (s.pid <= 0)
 			continue;
@@ -167,14 +175,14 @@ static void on_sockets(struct agent_ctx *ctx, struct bn *b, const cJSON *sample)
 			p = dproc_lookup(&b->procs, s.pid, true);
 			if (p)
 				p->ind[IND_RAW_TCP] = true;
-		} else if (s.tcp && dsock_listening(&s) && dnet_ports_has(&b->lock, s.lport) &&
+		} else if (s.tcp && s.listening && dnet_ports_has(&b->lock, s.lport) &&
 			   dnet_text_is_local(s.laddr) && strcmp(s.laddr, "0.0.0.0") != 0 && strcmp(s.laddr, "::") != 0) {
 			p = dproc_lookup(&b->procs, s.pid, true);
 			if (p) {
 				p->ind[IND_LOCK] = true;
 				p->lock_port = s.lport;
 			}
-		} else if (s.tcp && dnet_ports_has(&b->telnet, s.rport) && dsock_remote(&s) &&
+		} else if (s.tcp && dnet_ports_has(&b->telnet, s.rport) && s.remote &&
 			   (strcmp(s.state, "SYN_SENT") == 0 || strcmp(s.state, "ESTABLISHED") == 0)) {
 			p = dproc_lookup(&b->procs, s.pid, true);
 			if (!p)

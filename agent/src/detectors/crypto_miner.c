@@ -48,7 +48,7 @@ struct proc {
 	bool alerted;
 	/* name checks, done once per configuration and command line */
 	unsigned gen;
-	bool allowed, named;
+	bool allowed, named, temp;
 	char pattern[64];
 };
 
@@ -93,22 +93,21 @@ static void fini(void *state)
 
 static void on_sample(struct agent_ctx *ctx, struct cm *m, const cJSON *e)
 {
-	long pid = (long)dfield_num(e, "ProcessId", 0);
-	if (pid <= 0)
+	struct dproc_sample s;
+	dproc_parse(e, &s);
+	if (s.pid <= 0)
 		return;
-	struct proc *p = dproc_lookup(&m->procs, pid, true);
+	struct proc *p = dproc_lookup(&m->procs, s.pid, true);
 	if (!p)
 		return;
-	long long ms = (long long)dfield_num(e, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
-	double ticks = dfield_num(e, "CpuTicks", 0), hz = dfield_num(e, "ClockTicks", 100);
-	const char *exe = dfield_str(e, "Executable");
-	if (p->p.seen_ms && strcmp(exe, p->p.exe) != 0 && !p->alerted) {
+	long long ms = s.sample_ms >= 0 ? s.sample_ms : agent_monotonic_ms(ctx);
+	double ticks = s.cpu_ticks, hz = s.clock_ticks;
+	if (p->p.seen_ms && strcmp(s.exe, p->p.exe) != 0 && !p->alerted) {
 		/* the pid was reused or the process exec'd: start over */
 		memset(p, 0, sizeof(*p));
 	}
-	if (strcmp(dfield_str(e, "CommandLine"), p->p.cmdline) != 0 || strcmp(dfield_str(e, "Name"), p->p.name) != 0)
-		p->gen = 0;
-	dproc_fill(&p->p, e);
+	if (dproc_fill(&p->p, &s))
+		p->gen = 0; /* check the names again */
 	p->p.seen_ms = ms;
 	if (ms > m->process_ms)
 		m->process_ms = ms;
@@ -128,11 +127,11 @@ static void on_sample(struct agent_ctx *ctx, struct cm *m, const cJSON *e)
 static void on_sockets(struct agent_ctx *ctx, struct cm *m, const cJSON *sample)
 {
 	m->socket_ms = (long long)dfield_num(sample, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
-	const cJSON *o;
-	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(sample, "Sockets")) {
-		struct dsock s;
-		dsock_from(o, &s);
-		if (!s.tcp || s.pid <= 0 || !dnet_ports_has(&m->pool_ports, s.rport) || !dsock_remote(&s))
+	size_t nsock;
+	const struct dsock *tab = dsock_table(sample, &nsock);
+	for (size_t i = 0; i < nsock; i++) {
+		struct dsock s = tab[i];
+		if (!s.tcp || s.pid <= 0 || !dnet_ports_has(&m->pool_ports, s.rport) || !s.remote)
 			continue;
 		struct proc *p = dproc_lookup(&m->procs, s.pid, true);
 		if (!p)
@@ -166,6 +165,7 @@ static void evaluate(struct agent_ctx *ctx, struct cm *m, struct proc *p)
 		p->gen = m->gen;
 		p->allowed = dname_in(&m->allow, p->p.exe, p->p.name);
 		p->named = dname_in(&m->names, p->p.exe, p->p.name);
+		p->temp = p->p.deleted || dproc_exe_in_temp(p->p.exe);
 		const char *pat = matching_pattern(&m->patterns, p->p.cmdline);
 		snprintf(p->pattern, sizeof(p->pattern), "%s", pat ? pat : "");
 	}
@@ -175,7 +175,7 @@ static void evaluate(struct agent_ctx *ctx, struct cm *m, struct proc *p)
 	long long high_ms = p->high_since_ms ? p->last_ms - p->high_since_ms : 0;
 	bool cpu = p->high_since_ms && high_ms >= m->cpu_s * 1000;
 	bool pool = p->pool_ms && p->pool_ms + 60000 >= m->socket_ms;
-	bool temp = p->p.deleted || dproc_exe_in_temp(p->p.exe);
+	bool temp = p->temp;
 	int strong = p->named + (pattern != NULL), medium = cpu, weak = pool + temp;
 	/* Scoring (docs/alerts.md): a miner's name or command line alone;
 	 * sustained CPU alone; or two weak signs together. */

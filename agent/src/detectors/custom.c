@@ -561,15 +561,14 @@ static void on_process(struct agent_ctx *ctx, struct custom *c, const struct rul
 
 static void on_sockets(struct agent_ctx *ctx, struct custom *c, const cJSON *sample)
 {
-	const cJSON *socks = cJSON_GetObjectItemCaseSensitive(sample, "Sockets");
 	/* Outbound: the local port is not one this host listens on. */
 	struct dnet_ports *listening = calloc(1, sizeof(*listening));
 	long established = 0;
-	const cJSON *o;
-	cJSON_ArrayForEach(o, socks) {
-		struct dsock s;
-		dsock_from(o, &s);
-		if (s.tcp && listening && dsock_listening(&s))
+	size_t nsock;
+	const struct dsock *tab = dsock_table(sample, &nsock);
+	for (size_t k = 0; k < nsock; k++) {
+		struct dsock s = tab[k];
+		if (s.tcp && listening && s.listening)
 			listening->bits[s.lport >> 3] |= (uint8_t)(1u << (s.lport & 7));
 		established += s.tcp && strcmp(s.state, "ESTABLISHED") == 0;
 	}
@@ -597,10 +596,9 @@ static void on_sockets(struct agent_ctx *ctx, struct custom *c, const cJSON *sam
 		}
 		if (r->type != R_OUTBOUND)
 			continue;
-		cJSON_ArrayForEach(o, socks) {
-			struct dsock s;
-			dsock_from(o, &s);
-			if (!dsock_remote(&s) || (listening && dnet_ports_has(listening, s.lport)) ||
+		for (size_t k = 0; k < nsock; k++) {
+			struct dsock s = tab[k];
+			if (!s.remote || (listening && dnet_ports_has(listening, s.lport)) ||
 			    dnet_set_match_text(&r->cidrs, s.raddr))
 				continue;
 			char inc[96];

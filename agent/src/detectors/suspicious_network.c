@@ -249,57 +249,57 @@ static void raise_listener(struct agent_ctx *ctx, struct sn *n, struct listener 
 
 /* ---- port scans ---- */
 
+/* Half-open connections of one socket table grouped by remote address; a
+ * scan holds many local ports half-open at once. Few addresses do this:
+ * a small linear table is enough. */
+enum { MAX_REMOTES = 16 };
 struct synrecv {
 	char raddr[46];
 	struct dnet_ports *ports;
 	int nports;
 };
-
-static void check_synrecv(struct agent_ctx *ctx, struct sn *n, const cJSON *socks)
-{
-	/* Group half-open connections by remote address; a scan holds many
-	 * local ports half-open at once. Few addresses do this: a small
-	 * linear table is enough. */
-	enum { MAX_REMOTES = 16 };
+struct synrecv_table {
 	struct synrecv r[MAX_REMOTES];
-	int nr = 0;
-	const cJSON *o;
-	cJSON_ArrayForEach(o, socks) {
-		struct dsock s;
-		dsock_from(o, &s);
-		if (!s.tcp || (strcmp(s.state, "SYN_RECV") != 0 && strcmp(s.state, "NEW_SYN_RECV") != 0))
-			continue;
-		int i = 0;
-		while (i < nr && strcmp(r[i].raddr, s.raddr) != 0)
-			i++;
-		if (i == nr) {
-			if (nr == MAX_REMOTES)
-				continue;
-			snprintf(r[nr].raddr, sizeof(r[nr].raddr), "%s", s.raddr);
-			r[nr].ports = calloc(1, sizeof(struct dnet_ports));
-			r[nr].nports = 0;
-			if (!r[nr].ports)
-				continue;
-			nr++;
-		}
-		if (!dnet_ports_has(r[i].ports, s.lport)) {
-			r[i].ports->bits[s.lport >> 3] |= (uint8_t)(1u << (s.lport & 7));
-			r[i].nports++;
-		}
+	int n;
+};
+
+static void synrecv_add(struct synrecv_table *t, const struct dsock *s)
+{
+	int i = 0;
+	while (i < t->n && strcmp(t->r[i].raddr, s->raddr) != 0)
+		i++;
+	if (i == t->n) {
+		if (t->n == MAX_REMOTES)
+			return;
+		snprintf(t->r[i].raddr, sizeof(t->r[i].raddr), "%s", s->raddr);
+		t->r[i].ports = calloc(1, sizeof(struct dnet_ports));
+		t->r[i].nports = 0;
+		if (!t->r[i].ports)
+			return;
+		t->n++;
 	}
-	for (int i = 0; i < nr; i++) {
-		if (r[i].nports >= n->scan_ports) {
+	if (!dnet_ports_has(t->r[i].ports, s->lport)) {
+		t->r[i].ports->bits[s->lport >> 3] |= (uint8_t)(1u << (s->lport & 7));
+		t->r[i].nports++;
+	}
+}
+
+static void synrecv_finish(struct agent_ctx *ctx, struct sn *n, struct synrecv_table *t)
+{
+	for (int i = 0; i < t->n; i++) {
+		struct synrecv *r = &t->r[i];
+		if (r->nports >= n->scan_ports) {
 			char inc[96];
-			dincident_addr(ctx, "syn:", r[i].raddr, inc, sizeof(inc));
+			dincident_addr(ctx, "syn:", r->raddr, inc, sizeof(inc));
 			struct scanner *sc = dlru_get(&n->scanners, inc, true, NULL);
 			if (sc && !sc->alerted) {
 				sc->alerted = true;
 				cJSON *e = cJSON_CreateObject();
-				cJSON_AddStringToObject(e, "RemoteAddress", r[i].raddr);
-				cJSON_AddNumberToObject(e, "HalfOpenPorts", r[i].nports);
+				cJSON_AddStringToObject(e, "RemoteAddress", r->raddr);
+				cJSON_AddNumberToObject(e, "HalfOpenPorts", r->nports);
 				cJSON *ports = cJSON_AddArrayToObject(e, "LocalPorts");
 				for (long p = 0, k = 0; p < 65536 && k < 20; p++)
-					if (dnet_ports_has(r[i].ports, p) && ++k)
+					if (dnet_ports_has(r->ports, p) && ++k)
 						cJSON_AddItemToArray(ports, cJSON_CreateNumber((double)p));
 				struct alert a = {
 					.name = "PortScan",
@@ -316,7 +316,7 @@ static void check_synrecv(struct agent_ctx *ctx, struct sn *n, const cJSON *sock
 			if (sc)
 				sc->seen_ms = n->socket_ms;
 		}
-		free(r[i].ports);
+		free(r->ports);
 	}
 }
 
@@ -420,34 +420,34 @@ static void raise_intel(struct agent_ctx *ctx, struct sn *n, struct intel_hit *h
 
 /* ---- reverse shells ---- */
 
-static int cmp_conn(const void *a, const void *b)
-{
-	double x = ((const struct conn *)a)->inode, y = ((const struct conn *)b)->inode;
-	return (x > y) - (x < y);
-}
-
+/* Only shells with a socket on fd 0-2 are looked up, and there are
+ * seldom any: a linear search beats sorting every table. */
 static const struct conn *find_conn(const struct sn *n, double inode)
 {
-	struct conn key = { .inode = inode };
-	return bsearch(&key, n->conns, n->nconns, sizeof(key), cmp_conn);
+	for (size_t i = 0; i < n->nconns; i++)
+		if (n->conns[i].inode == inode)
+			return &n->conns[i];
+	return NULL;
 }
 
 static void on_process(struct agent_ctx *ctx, struct sn *n, const cJSON *p)
 {
-	long pid = (long)dfield_num(p, "ProcessId", 0);
-	long long ms = (long long)dfield_num(p, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	struct dproc_sample s;
+	dproc_parse(p, &s);
+	long pid = s.pid;
+	long long ms = s.sample_ms >= 0 ? s.sample_ms : agent_monotonic_ms(ctx);
 	if (pid <= 0)
 		return;
 	n->process_ms = ms;
 	struct dproc_info *info = dproc_lookup(&n->pids, pid, true);
 	if (info) {
-		dproc_fill(info, p);
+		dproc_fill(info, &s);
 		info->seen_ms = ms;
 	}
-	const cJSON *std = cJSON_GetObjectItemCaseSensitive(p, "SocketInodes");
+	const cJSON *std = s.socket_inodes;
 	if (!cJSON_GetArraySize(std))
 		return;
-	if (!dname_in(&n->shell_names, dfield_str(p, "Executable"), dfield_str(p, "Name")))
+	if (!dname_in(&n->shell_names, s.exe, s.name))
 		return;
 	struct shell *sh = dproc_lookup(&n->shells, pid, true);
 	if (!sh)
@@ -525,20 +525,22 @@ static void check_shells(struct agent_ctx *ctx, struct sn *n)
 static void on_sockets(struct agent_ctx *ctx, struct sn *n, const cJSON *sample)
 {
 	n->socket_ms = (long long)dfield_num(sample, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
-	const cJSON *socks = cJSON_GetObjectItemCaseSensitive(sample, "Sockets");
 	n->nconns = 0;
 	bool intel = n->threat.len > 0;
-	const cJSON *o;
-	cJSON_ArrayForEach(o, socks) {
-		struct dsock s;
-		dsock_from(o, &s);
-		if (dsock_listening(&s)) {
+	struct synrecv_table half = { .n = 0 };
+	size_t nsock;
+	const struct dsock *tab = dsock_table(sample, &nsock);
+	for (size_t i = 0; i < nsock; i++) {
+		struct dsock s = tab[i];
+		if (s.tcp && s.state[0] == 'S' && strstr(s.state, "SYN_RECV"))
+			synrecv_add(&half, &s);
+		if (s.listening) {
 			/* Ephemeral UDP ports are clients (resolvers), not services. */
 			if (s.tcp || s.lport < 32768)
 				check_listener(n, &s);
 			continue;
 		}
-		if (!dsock_remote(&s))
+		if (!s.remote)
 			continue;
 		if (intel)
 			check_intel(ctx, n, &s);
@@ -551,9 +553,8 @@ static void on_sockets(struct agent_ctx *ctx, struct sn *n, const cJSON *sample)
 			snprintf(c->raddr, sizeof(c->raddr), "%s", s.raddr);
 		}
 	}
-	qsort(n->conns, n->nconns, sizeof(*n->conns), cmp_conn);
 	n->have_baseline = true;
-	check_synrecv(ctx, n, socks);
+	synrecv_finish(ctx, n, &half);
 }
 
 static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)

@@ -1,6 +1,5 @@
 #include "lib/detect_lru.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,12 +112,21 @@ static void remove_index(struct dlru *m, int32_t i)
 	m->len--;
 }
 
+/* The key as stored: longer keys are cut (two keys equal in their first 63
+ * bytes share an entry, which only merges state, never loses the bound). */
+static void cut_key(char k[DLRU_KEY_MAX], const char *key)
+{
+	size_t n = strnlen(key, DLRU_KEY_MAX - 1);
+	memcpy(k, key, n);
+	k[n] = 0;
+}
+
 void *dlru_peek(const struct dlru *m, const char *key)
 {
 	char k[DLRU_KEY_MAX];
 	if (!m->nodes)
 		return NULL;
-	snprintf(k, sizeof(k), "%s", key);
+	cut_key(k, key);
 	int32_t i = find(m, k, hash_key(k));
 	return i < 0 ? NULL : value_at(m, i);
 }
@@ -130,9 +138,7 @@ void *dlru_get(struct dlru *m, const char *key, bool create, bool *created)
 		*created = false;
 	if (!m->nodes)
 		return NULL;
-	/* Longer keys are cut: two keys equal in their first 63 bytes share
-	 * an entry, which only merges state, never loses the bound. */
-	snprintf(k, sizeof(k), "%s", key);
+	cut_key(k, key);
 	uint32_t h = hash_key(k);
 	int32_t i = find(m, k, h);
 	if (i >= 0) {

@@ -279,26 +279,41 @@ void dsock_from(const cJSON *o, struct dsock *s)
 		const char *k = f->string;
 		if (!k)
 			continue;
+		/* The first letter and one more tell the fields apart; the
+		 * whole name is still compared. */
 		if (cJSON_IsString(f)) {
-			if (strcmp(k, "Protocol") == 0)
-				s->proto = f->valuestring;
-			else if (strcmp(k, "LocalAddress") == 0)
-				s->laddr = f->valuestring;
-			else if (strcmp(k, "RemoteAddress") == 0)
-				s->raddr = f->valuestring;
-			else if (strcmp(k, "State") == 0)
-				s->state = f->valuestring;
+			const char **dst = k[0] == 'P' ? &s->proto : k[0] == 'S' ? &s->state :
+					   k[0] == 'L' ? &s->laddr : k[0] == 'R' ? &s->raddr : NULL;
+			static const char *const names[] = { "Protocol", "State", "LocalAddress", "RemoteAddress" };
+			const char *want = k[0] == 'P' ? names[0] : k[0] == 'S' ? names[1] : k[0] == 'L' ? names[2] : names[3];
+			if (dst && strcmp(k, want) == 0)
+				*dst = f->valuestring;
 		} else if (cJSON_IsNumber(f)) {
-			if (strcmp(k, "LocalPort") == 0)
-				s->lport = (long)f->valuedouble;
-			else if (strcmp(k, "RemotePort") == 0)
-				s->rport = (long)f->valuedouble;
-			else if (strcmp(k, "ProcessId") == 0)
-				s->pid = (long)f->valuedouble;
-			else if (strcmp(k, "Uid") == 0)
-				s->uid = (long)f->valuedouble;
-			else if (strcmp(k, "Inode") == 0)
-				s->inode = f->valuedouble;
+			long v = (long)f->valuedouble;
+			switch (k[0]) {
+			case 'L':
+				if (strcmp(k, "LocalPort") == 0)
+					s->lport = v;
+				break;
+			case 'R':
+				if (strcmp(k, "RemotePort") == 0)
+					s->rport = v;
+				break;
+			case 'P':
+				if (strcmp(k, "ProcessId") == 0)
+					s->pid = v;
+				break;
+			case 'U':
+				if (strcmp(k, "Uid") == 0)
+					s->uid = v;
+				break;
+			case 'I':
+				if (strcmp(k, "Inode") == 0)
+					s->inode = f->valuedouble;
+				break;
+			default:
+				break;
+			}
 		}
 	}
 	s->tcp = strncmp(s->proto, "tcp", 3) == 0;
@@ -325,4 +340,52 @@ bool dsock_remote(const struct dsock *s)
 	    strcmp(s->state, "SYN_RECV") != 0 && strcmp(s->state, "CLOSE_WAIT") != 0)
 		return false;
 	return !dnet_text_is_local(s->raddr);
+}
+
+const struct dsock *dsock_table(const cJSON *sample, size_t *n)
+{
+	/* One sample is handed to every detector in turn: the first parses
+	 * it, the others find it here. It is recognised by its address, time
+	 * and size together: the collector makes one table per poll, at least
+	 * a second apart, so a later table always has a later SampleTimeMs
+	 * (docs/events.md). */
+	static struct {
+		const cJSON *sample;
+		double ms;
+		int size;
+		struct dsock *v;
+		size_t cap;
+	} cache;
+	const cJSON *socks = cJSON_GetObjectItemCaseSensitive(sample, "Sockets");
+	int size = cJSON_GetArraySize(socks);
+	double ms = dfield_num(sample, "SampleTimeMs", -1);
+	*n = 0;
+	if (size <= 0)
+		return NULL;
+	if (cache.sample == sample && cache.ms == ms && cache.size == size) {
+		*n = (size_t)size;
+		return cache.v;
+	}
+	if ((size_t)size > cache.cap) {
+		struct dsock *v = realloc(cache.v, (size_t)size * sizeof(*v));
+		if (!v)
+			return NULL;
+		cache.v = v;
+		cache.cap = (size_t)size;
+	}
+	size_t i = 0;
+	const cJSON *o;
+	cJSON_ArrayForEach(o, socks) {
+		if (i < (size_t)size) {
+			struct dsock *s = &cache.v[i++];
+			dsock_from(o, s);
+			s->listening = dsock_listening(s);
+			s->remote = dsock_remote(s);
+		}
+	}
+	cache.sample = sample;
+	cache.ms = ms;
+	cache.size = size;
+	*n = i;
+	return cache.v;
 }

@@ -72,10 +72,16 @@ struct dsock {
 	long lport, rport, pid, uid;
 	double inode;
 	bool tcp, udp, raw;
+	bool listening;   /* dsock_listening(), worked out once */
+	bool remote;      /* dsock_remote(), worked out once */
 };
 void dsock_from(const cJSON *o, struct dsock *s);
 /* A TCP listener or an unconnected bound UDP socket. */
 bool dsock_listening(const struct dsock *s);
+/* Every socket of a SocketSample, parsed once however many detectors ask
+ * (the table is kept for the sample being dispatched), with `listening`
+ * and `remote` filled in; NULL when it has none. */
+const struct dsock *dsock_table(const cJSON *sample, size_t *n);
 /* Connected to (or connecting to) a peer that is not this host. */
 bool dsock_remote(const struct dsock *s);
 

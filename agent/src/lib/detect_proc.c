@@ -6,21 +6,119 @@
 #include "core/agent.h"
 #include "lib/detect_util.h"
 
-void dproc_fill(struct dproc_info *p, const cJSON *entry)
+static void parse(const cJSON *entry, struct dproc_sample *s, int *ms_index);
+
+void dproc_parse(const cJSON *entry, struct dproc_sample *s)
 {
-	p->pid = (long)dfield_num(entry, "ProcessId", 0);
-	p->uid = (long)dfield_num(entry, "Uid", -1);
-	const char *exe = dfield_str(entry, "Executable");
-	p->deleted = dfield_bool(entry, "ExecutableDeleted") || strstr(exe, " (deleted)") != NULL;
-	/* Samples repeat the same text every poll: copy only what changed. */
-	if (strncmp(p->exe, exe, sizeof(p->exe) - 1) != 0)
-		snprintf(p->exe, sizeof(p->exe), "%s", exe);
-	const char *name = dfield_str(entry, "Name");
-	if (*name && strncmp(p->name, name, sizeof(p->name) - 1) != 0)
-		snprintf(p->name, sizeof(p->name), "%s", name);
-	const char *cmd = dfield_str(entry, "CommandLine");
-	if (*cmd && strncmp(p->cmdline, cmd, sizeof(p->cmdline) - 1) != 0)
-		snprintf(p->cmdline, sizeof(p->cmdline), "%s", cmd);
+	/* Each sample goes to every process detector in turn: parse it once.
+	 * The collector makes one sample per process per poll, so entry, pid
+	 * and time together name one live sample. */
+	static struct {
+		const cJSON *entry;
+		int ms_index;           /* position of SampleTimeMs among the fields */
+		struct dproc_sample s;
+	} last;
+	if (last.entry == entry && last.ms_index >= 0) {
+		const cJSON *f = entry->child;
+		for (int i = 0; f && i < last.ms_index; i++)
+			f = f->next;
+		const cJSON *pid = cJSON_GetObjectItemCaseSensitive(entry, "ProcessId");
+		if (f && cJSON_IsNumber(f) && f->string && strcmp(f->string, "SampleTimeMs") == 0 &&
+		    (long long)f->valuedouble == last.s.sample_ms && cJSON_IsNumber(pid) &&
+		    (long)pid->valuedouble == last.s.pid) {
+			*s = last.s;
+			return;
+		}
+	}
+	parse(entry, s, &last.ms_index);
+	last.entry = entry;
+	last.s = *s;
+}
+
+static void parse(const cJSON *entry, struct dproc_sample *s, int *ms_index)
+{
+	memset(s, 0, sizeof(*s));
+	*ms_index = -1;
+	int index = -1;
+	s->name = s->exe = s->cmdline = "";
+	s->uid = -1;
+	s->clock_ticks = 100;
+	s->sample_ms = -1;
+	const cJSON *f;
+	cJSON_ArrayForEach(f, entry) {
+		const char *k = f->string;
+		index++;
+		if (!k)
+			continue;
+		/* Dispatch on the first letter before comparing whole names. */
+		switch (k[0]) {
+		case 'P':
+			if (cJSON_IsNumber(f) && strcmp(k, "ProcessId") == 0)
+				s->pid = (long)f->valuedouble;
+			break;
+		case 'U':
+			if (cJSON_IsNumber(f) && strcmp(k, "Uid") == 0)
+				s->uid = (long)f->valuedouble;
+			break;
+		case 'N':
+			if (cJSON_IsString(f) && strcmp(k, "Name") == 0)
+				s->name = f->valuestring;
+			break;
+		case 'E':
+			if (cJSON_IsString(f) && strcmp(k, "Executable") == 0)
+				s->exe = f->valuestring;
+			else if (strcmp(k, "ExecutableDeleted") == 0)
+				s->deleted |= cJSON_IsTrue(f);
+			break;
+		case 'C':
+			if (cJSON_IsString(f) && strcmp(k, "CommandLine") == 0)
+				s->cmdline = f->valuestring;
+			else if (cJSON_IsNumber(f) && strcmp(k, "CpuTicks") == 0)
+				s->cpu_ticks = f->valuedouble;
+			else if (cJSON_IsNumber(f) && strcmp(k, "ClockTicks") == 0)
+				s->clock_ticks = f->valuedouble;
+			break;
+		case 'S':
+			if (cJSON_IsNumber(f) && strcmp(k, "SampleTimeMs") == 0) {
+				s->sample_ms = (long long)f->valuedouble;
+				*ms_index = index;
+			}
+			else if (strcmp(k, "SocketInodes") == 0)
+				s->socket_inodes = f;
+			break;
+		case 'F':
+			if (strcmp(k, "FdTargets") == 0)
+				s->fd_targets = f;
+			break;
+		default:
+			break;
+		}
+	}
+	if (strstr(s->exe, " (deleted)"))
+		s->deleted = true;
+}
+
+/* Copies src into dst (of size n) unless it already holds it; returns
+ * whether it changed. Samples repeat the same text every poll. */
+static bool update(char *dst, size_t n, const char *src)
+{
+	if (strncmp(dst, src, n - 1) == 0)
+		return false;
+	snprintf(dst, n, "%s", src);
+	return true;
+}
+
+bool dproc_fill(struct dproc_info *p, const struct dproc_sample *s)
+{
+	p->pid = s->pid;
+	p->uid = s->uid;
+	p->deleted = s->deleted;
+	bool changed = update(p->exe, sizeof(p->exe), s->exe);
+	if (*s->name)
+		changed |= update(p->name, sizeof(p->name), s->name);
+	if (*s->cmdline)
+		changed |= update(p->cmdline, sizeof(p->cmdline), s->cmdline);
+	return changed;
 }
 
 void dproc_evidence(cJSON *e, const struct dproc_info *p)
@@ -35,6 +133,9 @@ void dproc_evidence(cJSON *e, const struct dproc_info *p)
 
 bool dproc_exe_in_temp(const char *exe)
 {
+	/* asked for every process of every poll: most paths fail the second letter */
+	if (exe[0] != '/' || !strchr("tvdrm", exe[1]))
+		return false;
 	static const char *const dirs[] = { "/tmp/", "/var/tmp/", "/dev/shm/", "/var/run/", "/run/user/", "/mnt/",
 					    "/memfd:", NULL };
 	for (const char *const *d = dirs; *d; d++)
@@ -45,8 +146,17 @@ bool dproc_exe_in_temp(const char *exe)
 
 void *dproc_lookup(struct dlru *m, long pid, bool create)
 {
-	char key[24];
-	snprintf(key, sizeof(key), "%ld", pid);
+	/* by hand: snprintf would cost more than the lookup */
+	char key[24], *k = key + sizeof(key) - 1;
+	unsigned long v = pid < 0 ? 0UL - (unsigned long)pid : (unsigned long)pid;
+	*k = 0;
+	do
+		*--k = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	if (pid < 0)
+		*--k = '-';
+	key[0] = 0;
+	memmove(key, k, strlen(k) + 1);
 	return create ? dlru_get(m, key, true, NULL) : dlru_peek(m, key);
 }
 

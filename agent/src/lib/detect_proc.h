@@ -20,8 +20,21 @@ struct dproc_info {
 	char cmdline[512];
 };
 
-/* Copy the identity fields of a ProcessSample (or Process) entry. */
-void dproc_fill(struct dproc_info *p, const cJSON *entry);
+/* The fields of one ProcessSample (or Process) entry, read in one pass:
+ * every detector that watches processes reads every sample of every poll.
+ * The strings point into the entry. */
+struct dproc_sample {
+	long pid, uid;
+	const char *name, *exe, *cmdline;
+	bool deleted;
+	double cpu_ticks, clock_ticks;
+	long long sample_ms;          /* -1 when absent */
+	const cJSON *socket_inodes, *fd_targets;
+};
+void dproc_parse(const cJSON *entry, struct dproc_sample *s);
+/* Copy the identity fields; returns whether the name, executable or
+ * command line changed. */
+bool dproc_fill(struct dproc_info *p, const struct dproc_sample *s);
 /* ProcessId, Executable, Name, CommandLine, Uid into evidence. */
 void dproc_evidence(cJSON *e, const struct dproc_info *p);
 /* The executable lies where attackers drop binaries (/tmp, /var/tmp,
