@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
