@@ -86,7 +86,15 @@ def test_cli_json_and_html(agent_factory, tmp_path, capsys):
     assert sum(c["total"] for c in data["components"]) == data["total"]
     assert [c["name"] for c in data["components"]][0] == "core"
     text = page.read_text()
-    assert "<svg" in text and "collector heartbeat" in text
+    assert 'aria-label="treemap of components"' in text and "collector heartbeat" in text
+    # every component is a rectangle of the treemap, areas in proportion
+    sizes = {c["name"]: c["total"] for c in data["components"] if c["total"]}
+    rects = re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)" height="([\d.]+)" fill="[^"]+" '
+                       r'stroke="#fff"><title>(.+?) [\d.]+ KiB</title>', text)
+    assert {name for _, _, name in rects} == set(sizes)
+    areas = {name: float(w) * float(h) for w, h, name in rects}
+    core_share = sizes["core"] / sum(sizes.values())
+    assert abs(areas["core"] / sum(areas.values()) - core_share) < 0.01
     # one file: no script, stylesheet or image fetched from anywhere
     assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\(", text)
 

@@ -523,9 +523,78 @@ def check_budget(report: SizeReport, profile) -> None:
 _COLORS = {"text": "#4e79a7", "rodata": "#f28e2b", "data": "#59a14f", "bss": "#bab0ac"}
 
 
+def squarify(sizes: List[float], x: float, y: float, w: float, h: float) -> List[Tuple[float, float, float, float]]:
+    """Rectangles for `sizes` (largest first) tiling x, y, w, h, as square
+    as the squarified treemap layout (Bruls, Huizing, van Wijk) makes them."""
+    total = sum(sizes)
+    if not sizes or total <= 0:
+        return []
+    scale = w * h / total
+    areas = [v * scale for v in sizes]
+    rects: List[Tuple[float, float, float, float]] = []
+
+    def worst(row: List[float], side: float) -> float:
+        s = sum(row)
+        return max(max(side * side * r / (s * s), (s * s) / (side * side * r)) for r in row)
+
+    row: List[float] = []
+    i = 0
+    while i < len(areas):
+        side = min(w, h)
+        a = areas[i]
+        if not row or worst(row + [a], side) <= worst(row, side):
+            row.append(a)
+            i += 1
+            continue
+        x, y, w, h = _lay_row(row, x, y, w, h, rects)
+        row = []
+    if row:
+        _lay_row(row, x, y, w, h, rects)
+    return rects
+
+
+def _lay_row(row, x, y, w, h, rects):
+    s = sum(row)
+    if w >= h:  # a column on the left
+        cw = s / h if h else 0
+        yy = y
+        for a in row:
+            rects.append((x, yy, cw, a / cw if cw else 0))
+            yy += a / cw if cw else 0
+        return x + cw, y, w - cw, h
+    rh = s / w if w else 0
+    xx = x
+    for a in row:
+        rects.append((xx, y, a / rh if rh else 0, rh))
+        xx += a / rh if rh else 0
+    return x, y + rh, w, h - rh
+
+
+def _treemap(report: SizeReport, width: int = 900, height: int = 420) -> str:
+    comps = sorted((c for c in report.components if report.component_total(c) > 0),
+                   key=lambda c: -report.component_total(c))
+    palette = {"core": "#4e79a7", "collector": "#59a14f", "detector": "#e15759", "transport": "#f28e2b",
+               "lib": "#76b7b2", THIRD_PARTY: "#b07aa1", TOOLCHAIN: "#9c755f", UNATTRIBUTED: "#bab0ac"}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           f'font-size="11" role="img" aria-label="treemap of components">']
+    for c, (x, y, w, h) in zip(comps, squarify([report.component_total(c) for c in comps], 0, 0, width, height)):
+        color = palette.get(c, palette.get(c.split()[0], "#bab0ac"))
+        label = f"{c} {report.component_total(c) / 1024:.1f} KiB"
+        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" fill="{color}" stroke="#fff">'
+                   f'<title>{html.escape(label)}</title></rect>')
+        if w > 6 * len(c) and h > 14:
+            out.append(f'<text x="{x + 4:.1f}" y="{y + 13:.1f}" fill="#fff">{html.escape(c)}</text>')
+            if h > 28:
+                out.append(f'<text x="{x + 4:.1f}" y="{y + 26:.1f}" fill="#fff">'
+                           f'{report.component_total(c) / 1024:.1f} KiB</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
 def to_html(report: SizeReport) -> str:
-    """One self-contained page: a stacked bar per component (inline SVG, no
-    script, no external asset) and the table."""
+    """One self-contained page: a treemap of the components, a stacked bar
+    per component by section kind (inline SVG, no script, no external
+    asset) and the table."""
     comps = report.ordered_components()
     width, bar_x, row_h = 900, 260, 22
     scale = (width - bar_x - 90) / max([report.component_total(c) for c in comps] + [1])
@@ -558,7 +627,8 @@ def to_html(report: SizeReport) -> str:
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}</style>"
             f"</head><body><h1>{title}</h1><p>{report.total} bytes in memory: flash {report.flash} "
-            f"(text + rodata + data), static RAM {report.ram} (data + bss).</p>\n" + "\n".join(svg) +
+            f"(text + rodata + data), static RAM {report.ram} (data + bss).</p>\n" + _treemap(report) +
+            "\n<h2>By section kind</h2>\n" + "\n".join(svg) +
             "\n<table><tr><th>component</th>" + "".join(f"<th>{k}</th>" for k in SECTION_KINDS) +
             f"<th>total</th></tr>{rows}</table></body></html>\n")
 
