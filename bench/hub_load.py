@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
@@ -64,10 +64,10 @@ def connect_packet(client_id: str, username: str, password: str, keepalive: int 
     return b"\x10" + _varint(len(body)) + body
 
 
-def publish_head(topic: str, payload_len: int) -> Tuple[bytes, bytes]:
-    """(fixed header + topic, ...) to which the 2-byte packet id and payload are appended."""
+def publish_head(topic: str, payload_len: int) -> bytes:
+    """A QoS 1 PUBLISH up to the topic; the 2-byte packet id and the payload follow."""
     t = _str(topic)
-    return b"\x32" + _varint(len(t) + 2 + payload_len) + t, b""
+    return b"\x32" + _varint(len(t) + 2 + payload_len) + t
 
 
 def cpu_seconds(pid: int) -> float:
@@ -112,7 +112,7 @@ class Load:
             return
         self.connected += 1
         await self.start.wait()
-        head, _ = publish_head(f"devices/{device}/messages/events/%24.ct=application%2Fjson", len(self.payload))
+        head = publish_head(f"devices/{device}/messages/events/%24.ct=application%2Fjson", len(self.payload))
         window = asyncio.Semaphore(self.args.window)
 
         async def read_acks() -> None:
