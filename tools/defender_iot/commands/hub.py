@@ -139,6 +139,9 @@ def cmd_messages(args: argparse.Namespace) -> int:
             for m in store.messages(replace(flt, since_id=last)):
                 _print_message(m, args.json)
                 last = m["id"]
+    except BrokenPipeError:
+        # The reader (head, grep -m) has what it wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         store.close()
     return 0
