@@ -133,7 +133,7 @@ int main(int argc, char **argv)
 		rc = core_run_replay(&ctx, replay, step);
 	} else if (once) {
 		ctx.stdout_sink = stdout;
-		core_collect_all(&ctx, true);
+		core_once(&ctx);
 		rc = 0;
 	} else {
 		rc = core_run(&ctx);

@@ -56,7 +56,7 @@ static const struct config_key generated_templates[] = {
 	{ "%s_Disabled", CFG_BOOL, "false", 0, 0, NULL, "turn the %s collector off", NULL },
 	{ "%s_MessageFrequency", CFG_ENUM, NULL, 0, 0, "Low|Medium|High",
 	  "which priority interval sends the %s events", NULL },
-	{ "%s_CacheSize", CFG_INT, "256", 1, 65536, NULL,
+	{ "%s_CacheSize", CFG_INT, "1024", 1, 65536, NULL,
 	  "most %s entries kept between two messages (the oldest is dropped)", NULL },
 };
 

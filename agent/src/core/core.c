@@ -294,20 +294,62 @@ void agent_alert_end(struct agent_ctx *ctx, const char *name, const char *incide
 
 /* ---- messages ---- */
 
-static void emit_message(struct agent_ctx *ctx, cJSON *events)
+/* Serialized events waiting to be joined into one message. */
+struct batch {
+	char **events;
+	size_t n, cap;
+	size_t bytes;
+};
+
+static void batch_add(struct batch *b, char *json)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		b->events = realloc(b->events, b->cap * sizeof(char *));
+		if (!b->events)
+			abort();
+	}
+	b->events[b->n++] = json;
+	b->bytes += strlen(json) + 1;
+}
+
+/* Joins the batch's events into one message and hands it out. Each event
+ * was serialized by cJSON once; the message is those fragments joined
+ * after a cJSON-serialized header, so the whole tree never has to exist
+ * twice in memory. */
+static void emit_message(struct agent_ctx *ctx, struct batch *b)
 {
 	char id[37];
 	uuid4(id);
-	cJSON *msg = cJSON_CreateObject();
-	cJSON_AddStringToObject(msg, "AgentVersion", AGENT_VERSION);
-	cJSON_AddStringToObject(msg, "AgentId", ctx->agent_id);
-	cJSON_AddStringToObject(msg, "MessageSchemaVersion", AGENT_SCHEMA_VERSION);
-	cJSON_AddStringToObject(msg, "MessageId", id);
-	if (config_bool(ctx->config, "Agent_MaskRemoteAddresses"))
-		mask_tree(ctx, events);
-	cJSON_AddItemToObject(msg, "Events", events);
-	char *json = cJSON_PrintUnformatted(msg);
-	cJSON_Delete(msg);
+	cJSON *hdr = cJSON_CreateObject();
+	cJSON_AddStringToObject(hdr, "AgentVersion", AGENT_VERSION);
+	cJSON_AddStringToObject(hdr, "AgentId", ctx->agent_id);
+	cJSON_AddStringToObject(hdr, "MessageSchemaVersion", AGENT_SCHEMA_VERSION);
+	cJSON_AddStringToObject(hdr, "MessageId", id);
+	char *head = cJSON_PrintUnformatted(hdr);
+	cJSON_Delete(hdr);
+	size_t hlen = head ? strlen(head) : 0;
+	char *json = head ? malloc(hlen + b->bytes + 16) : NULL;
+	if (json) {
+		/* head is "{...}": drop its closing brace and append the events */
+		size_t o = hlen - 1;
+		memcpy(json, head, o);
+		memcpy(json + o, ",\"Events\":[", 11);
+		o += 11;
+		for (size_t i = 0; i < b->n; i++) {
+			size_t l = strlen(b->events[i]);
+			if (i)
+				json[o++] = ',';
+			memcpy(json + o, b->events[i], l);
+			o += l;
+		}
+		memcpy(json + o, "]}", 3);
+	}
+	free(head);
+	for (size_t i = 0; i < b->n; i++)
+		free(b->events[i]);
+	b->n = 0;
+	b->bytes = 0;
 	if (!json)
 		return;
 	if (ctx->transport) {
@@ -324,32 +366,35 @@ static void emit_message(struct agent_ctx *ctx, cJSON *events)
 	free(json);
 }
 
-/* Append events to messages of at most Agent_MaxMessageBytes, splitting a
+/* Put events into messages of at most Agent_MaxMessageBytes, splitting a
  * payload that is too large on its own. */
 static void emit_events(struct agent_ctx *ctx, cJSON *events)
 {
 	long max = config_int(ctx->config, "Agent_MaxMessageBytes");
-	cJSON *batch = cJSON_CreateArray();
+	bool mask = config_bool(ctx->config, "Agent_MaskRemoteAddresses");
+	struct batch b = { 0 };
 	long used = 256;
 	cJSON *ev;
 	while ((ev = cJSON_DetachItemFromArray(events, 0)) != NULL) {
+		if (mask)
+			mask_tree(ctx, ev);
 		char *s = cJSON_PrintUnformatted(ev);
 		long len = s ? (long)strlen(s) : 0;
-		free(s);
 		if (len + 256 > max) {
+			free(s);
 			cJSON *payload = cJSON_GetObjectItemCaseSensitive(ev, "Payload");
 			int n = cJSON_GetArraySize(payload);
 			if (n > 1) {
 				/* Halve the payload into two events with the same header. */
-				cJSON *second = cJSON_Duplicate(ev, 0);
-				cJSON *p2 = cJSON_CreateArray();
-				for (int i = n / 2; i < n; i++)
-					cJSON_AddItemToArray(p2, cJSON_DetachItemFromArray(payload, n / 2));
+				cJSON *second = cJSON_CreateObject();
 				cJSON *it;
 				cJSON_ArrayForEach(it, ev) {
 					if (strcmp(it->string, "Payload") != 0)
 						cJSON_AddItemToObject(second, it->string, cJSON_Duplicate(it, 1));
 				}
+				cJSON *p2 = cJSON_CreateArray();
+				for (int i = n / 2; i < n; i++)
+					cJSON_AddItemToArray(p2, cJSON_DetachItemFromArray(payload, n / 2));
 				char nid[37];
 				uuid4(nid);
 				cJSON_ReplaceItemInObjectCaseSensitive(second, "Id", cJSON_CreateString(nid));
@@ -364,19 +409,20 @@ static void emit_events(struct agent_ctx *ctx, cJSON *events)
 			cJSON_Delete(ev);
 			continue;
 		}
-		if (used + len > max && cJSON_GetArraySize(batch) > 0) {
-			emit_message(ctx, batch);
-			batch = cJSON_CreateArray();
+		cJSON_Delete(ev);
+		if (!s)
+			continue;
+		if (used + len > max && b.n > 0) {
+			emit_message(ctx, &b);
 			used = 256;
 		}
-		cJSON_AddItemToArray(batch, ev);
+		batch_add(&b, s);
 		used += len + 1;
 	}
 	cJSON_Delete(events);
-	if (cJSON_GetArraySize(batch) > 0)
-		emit_message(ctx, batch);
-	else
-		cJSON_Delete(batch);
+	if (b.n > 0)
+		emit_message(ctx, &b);
+	free(b.events);
 }
 
 static bool slot_enabled(const struct agent_ctx *ctx, const struct collector_slot *s)
@@ -420,6 +466,13 @@ long long core_interval_ms(const struct agent_ctx *ctx, enum agent_priority p)
 void core_flush(struct agent_ctx *ctx, enum agent_priority prio)
 {
 	cJSON *events = cJSON_CreateArray();
+	if (prio == PRIORITY_COUNT) {
+		/* Everything at once (--once, shutdown): the alerts go in the same
+		 * message, first. */
+		cJSON *a;
+		while ((a = cJSON_DetachItemFromArray(ctx->alerts, 0)) != NULL)
+			cJSON_AddItemToArray(events, a);
+	}
 	for (size_t i = 0; i < ctx->ncollectors; i++) {
 		struct collector_slot *s = &ctx->collectors[i];
 		if (!s->initialised || !slot_enabled(ctx, s))
@@ -482,6 +535,15 @@ void core_detectors_tick(struct agent_ctx *ctx)
 		d->d->tick(ctx, d->state);
 	}
 	ctx->current_detector = NULL;
+}
+
+void core_once(struct agent_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->ncollectors; i++)
+		if (slot_enabled(ctx, &ctx->collectors[i]))
+			run_collect(ctx, &ctx->collectors[i]);
+	core_detectors_tick(ctx);
+	core_flush(ctx, PRIORITY_COUNT);
 }
 
 void core_collect_all(struct agent_ctx *ctx, bool force_all)
@@ -633,7 +695,7 @@ int core_init(struct agent_ctx *ctx, struct agent_config *cfg, const char *root)
 	ctx->ncollectors = n;
 	for (size_t i = 0; i < n; i++) {
 		ctx->collectors[i].c = agent_collectors[i];
-		cache_init(&ctx->collectors[i].cache, 256);
+		cache_init(&ctx->collectors[i].cache, 1024);
 	}
 	n = 0;
 	while (agent_detectors[n])

@@ -64,6 +64,9 @@ void core_fini(struct agent_ctx *ctx);
 /* Run every due sample-collector, and for each priority whose interval is
  * due the rest of its collectors, then build and hand out messages. */
 void core_collect_all(struct agent_ctx *ctx, bool force_all);
+/* --once: every enabled collector once, then one message with the alerts
+ * and every event. */
+void core_once(struct agent_ctx *ctx);
 /* Build the messages for `prio` (or every priority if PRIORITY_COUNT) and
  * hand them to the sink. */
 void core_flush(struct agent_ctx *ctx, enum agent_priority prio);
