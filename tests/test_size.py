@@ -161,3 +161,20 @@ def test_tls_aliases_and_absolute_symbols(tmp_path, cc):
     assert by_name["tls_counter"].attributed == 4 and by_name["tls_counter"].section == ".tdata"
     assert sum(s.attributed for s in report.symbols if s.name in ("real_data", "alias_data")) == 256
     assert "abs_marker" not in by_name
+
+
+def test_globals_of_a_static_library_are_third_party(tmp_path):
+    """With DWARF for the program, a global that DWARF does not describe
+    comes from a library linked in statically (cJSON in a static build)."""
+    (tmp_path / "lib.c").write_text("int vendor_table[32] = {1};\nint vendor_call(int x) { return vendor_table[x & 31] * x; }\n")
+    (tmp_path / "prog.c").write_text("int vendor_call(int);\nint main(int c, char **v) { (void)v; return vendor_call(c); }\n")
+    subprocess.run(["cc", "-O1", "-c", "-o", str(tmp_path / "lib.o"), str(tmp_path / "lib.c")], check=True)
+    subprocess.run(["ar", "rcs", str(tmp_path / "libvendor.a"), str(tmp_path / "lib.o")], check=True)
+    elf = tmp_path / "prog"
+    subprocess.run(["cc", "-O1", "-g", "-o", str(elf), str(tmp_path / "prog.c"), str(tmp_path / "libvendor.a")], check=True)
+    report = size_report(elf)
+    by_name = {s.name: s for s in report.symbols}
+    assert report.has_dwarf
+    assert by_name["vendor_call"].component == "third-party"
+    assert by_name["vendor_table"].component == "third-party"
+    check_reconciles(elf)

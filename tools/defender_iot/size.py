@@ -270,8 +270,11 @@ def _report(path: Path, elf: ELFFile) -> SizeReport:
         if bind == "STB_LOCAL" and current_file:
             component = comps.of_file_symbol(current_file)
         else:
+            # When DWARF or the object files know every global of the agent,
+            # a global they do not know comes from a library linked in.
+            complete = bool(dwarf_addr or by_object)
             component = dwarf_addr.get(addr) or by_object.get(sym.name) or comps.of_name(sym.name) or (
-                THIRD_PARTY if sym.name.startswith("_") else UNATTRIBUTED)
+                THIRD_PARTY if complete or sym.name.startswith("_") else UNATTRIBUTED)
         s = Symbol(sym.name, addr, sym["st_size"], sec.name, component, bind)
         seen[key] = s
         symbols.append(s)
