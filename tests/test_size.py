@@ -111,6 +111,12 @@ def test_diff_names_the_added_feature(agent_factory, capsys):
     assert re.search(rf"^collector login\s+0\s+\d+\s+\+\d+$", out, re.M)
     assert re.search(r"^in memory\s+\d+\s+\d+\s+" + re.escape(f"{grown:+d}") + "$", out, re.M)
     assert re.search(r"^Total: Before=\d+, After=\d+, chg \+\d+\.\d\d%$", out, re.M)
+    assert main(["size", str(big.binary), "--against", str(small.binary), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total_after"] - data["total_before"] == grown
+    assert data["added"] == int(head.group(1))
+    assert {"name": "collector_login", "old": None}.items() <= next(
+        r for r in data["symbols"] if r["name"] == "collector_login").items()
 
 
 def test_budget_exceeded_names_line_and_biggest(agent_factory, tmp_path, capsys):

@@ -452,34 +452,48 @@ def format_report(report: SizeReport, top: int = 0) -> str:
     return "\n".join(lines)
 
 
+def diff_data(old: SizeReport, new: SizeReport) -> dict:
+    """The change between two builds, by symbol (st_size, as bloat-o-meter
+    counts) and by component."""
+    a, b = _symbol_sizes(old), _symbol_sizes(new)
+    rows = [{"name": n, "old": a.get(n), "new": b.get(n), "delta": b.get(n, 0) - a.get(n, 0)}
+            for n in set(a) | set(b) if b.get(n, 0) != a.get(n, 0)]
+    rows.sort(key=lambda r: (-r["delta"], r["name"]))
+    comps = [{"name": c, "old": old.component_total(c), "new": new.component_total(c),
+              "delta": new.component_total(c) - old.component_total(c)}
+             for c in sorted(set(old.components) | set(new.components))
+             if old.component_total(c) or new.component_total(c)]
+    both = [r for r in rows if r["old"] is not None and r["new"] is not None]
+    return {
+        "old": str(old.path), "new": str(new.path),
+        "added": sum(1 for r in rows if r["old"] is None),
+        "removed": sum(1 for r in rows if r["new"] is None),
+        "grown": sum(1 for r in both if r["delta"] > 0),
+        "shrunk": sum(1 for r in both if r["delta"] < 0),
+        "up": sum(r["delta"] for r in rows if r["delta"] > 0),
+        "down": sum(r["delta"] for r in rows if r["delta"] < 0),
+        "symbols_before": sum(a.values()), "symbols_after": sum(b.values()),
+        "symbols": rows, "components": comps,
+        "total_before": old.total, "total_after": new.total,
+    }
+
+
 def diff(old: SizeReport, new: SizeReport) -> str:
     """A bloat-o-meter style comparison of two builds, by symbol, then by
     component."""
-    a, b = _symbol_sizes(old), _symbol_sizes(new)
-    rows = []
-    for name in set(a) | set(b):
-        d = b.get(name, 0) - a.get(name, 0)
-        if d:
-            rows.append((name, a.get(name), b.get(name), d))
-    rows.sort(key=lambda r: (-r[3], r[0]))
-    add = sum(1 for r in rows if r[1] is None)
-    rem = sum(1 for r in rows if r[2] is None)
-    grow = sum(1 for r in rows if r[1] is not None and r[2] is not None and r[3] > 0)
-    shrink = sum(1 for r in rows if r[1] is not None and r[2] is not None and r[3] < 0)
-    up, down = sum(r[3] for r in rows if r[3] > 0), sum(r[3] for r in rows if r[3] < 0)
-    out = [f"add/remove: {add}/{rem} grow/shrink: {grow}/{shrink} up/down: {up}/{down} ({up + down})"]
-    width = max([len(r[0]) for r in rows] + [20])
+    d = diff_data(old, new)
+    out = [f"add/remove: {d['added']}/{d['removed']} grow/shrink: {d['grown']}/{d['shrunk']} "
+           f"up/down: {d['up']}/{d['down']} ({d['up'] + d['down']})"]
+    width = max([len(r["name"]) for r in d["symbols"]] + [20])
     out.append(f"{'function/object':<{width}} {'old':>8} {'new':>8} {'delta':>8}")
-    for name, o, n, d in rows:
-        out.append(f"{name:<{width}} {o if o is not None else '-':>8} {n if n is not None else '-':>8} {d:>+8}")
-    before, after = sum(a.values()), sum(b.values())
+    for r in d["symbols"]:
+        o, n = r["old"] if r["old"] is not None else "-", r["new"] if r["new"] is not None else "-"
+        out.append(f"{r['name']:<{width}} {o:>8} {n:>8} {r['delta']:>+8}")
+    before, after = d["symbols_before"], d["symbols_after"]
     chg = 100.0 * (after - before) / before if before else 0.0
     out.append(f"Total: Before={before}, After={after}, chg {chg:+.2f}%")
     out += ["", f"{'component':<28} {'old':>9} {'new':>9} {'delta':>9}"]
-    for c in sorted(set(old.components) | set(new.components)):
-        o, n = old.component_total(c), new.component_total(c)
-        if o or n:
-            out.append(f"{c:<28} {o:>9} {n:>9} {n - o:>+9}")
+    out += [f"{c['name']:<28} {c['old']:>9} {c['new']:>9} {c['delta']:>+9}" for c in d["components"]]
     out.append(f"{'in memory':<28} {old.total:>9} {new.total:>9} {new.total - old.total:>+9}")
     return "\n".join(out)
 
