@@ -213,7 +213,7 @@ class HubProcess:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         state_file(self.data_dir).unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "defender_iot.cli", "hub", "serve", "--data", str(self.data_dir),
+        cmd = [sys.executable, "-m", "defender_iot.hub", "serve", "--data", str(self.data_dir),
                "--mqtt-port", str(self.mqtt_port), "--http-port", str(self.http_port), "--bind", self.bind]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
