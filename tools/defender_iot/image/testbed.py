@@ -150,6 +150,7 @@ class Testbed:
     listener_address: Tuple[str, int]
     payload_dir: str = "/opt/defender-iot-tests"
     own_image: bool = True            # the project's test image (its posture as built is known)
+    ssh_source: str = "10.0.2.2"      # the host's address as the device sees it (slirp's gateway)
     # restart_hub(seconds, during): stop the hub, call during(), start it
     # again `seconds` after it stopped.
     restart_hub: Optional[Callable[[float, Callable[[], None]], None]] = None
