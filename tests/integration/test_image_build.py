@@ -4,6 +4,7 @@ and the cache (a rebuild with nothing changed reuses the image)."""
 from __future__ import annotations
 
 import gzip
+import sys
 import subprocess
 import time
 
@@ -61,3 +62,15 @@ def test_modules_load_after_their_dependencies():
     assert mods.index("virtio_ring") < mods.index("virtio_net") and mods.index("virtio") < mods.index("virtio_net")
     assert mods.index("net_failover") < mods.index("virtio_net")
     assert mods.index("x_tables") < mods.index("ip_tables") < mods.index("iptable_filter")
+
+
+def test_cli_build_then_run_prints_a_restricted_tcg_command(agent_factory, tmp_path):
+    import json
+    from defender_iot.cli import main
+    binary = agent_factory(None).binary
+    assert main(["image", "build", "--arch", "x86_64", "--agent", str(binary), "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "image.json").read_text())["arch"] == "x86_64"
+    out = subprocess.run([sys.executable, "-m", "defender_iot.cli", "image", "run", "--image", str(tmp_path),
+                          "--hub-port", "18883", "--print"], stdout=subprocess.PIPE, text=True, check=True).stdout
+    assert "-accel tcg" in out and "restrict=on" in out
+    assert "guestfwd=tcp:10.0.2.100:8883-cmd:socat - TCP:127.0.0.1:18883" in out
