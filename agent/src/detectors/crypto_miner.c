@@ -15,7 +15,7 @@ static const struct config_key keys[] = {
 	{ "CryptoMiner_ProcessNames", CFG_LIST,
 	  "xmrig*,xmr-stak*,minerd,cpuminer*,ccminer,cgminer,bfgminer,sgminer,ethminer,nbminer,t-rex,lolminer,"
 	  "srbminer*,nanominer,phoenixminer,teamredminer,gminer,nheqminer,xmr-node-proxy,wildrig*,kawpowminer,"
-	  "cryptonight",
+	  "cryptonight,kdevtmpfsi,kinsing",
 	  0, 0, NULL, "process or executable names of known miners (globs)", NULL },
 	{ "CryptoMiner_CommandLinePatterns", CFG_LIST,
 	  "stratum+tcp://,stratum+ssl://,stratum+tls://,stratum2+tcp://,--donate-level,randomx,--cpu-priority,"
