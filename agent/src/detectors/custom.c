@@ -10,6 +10,7 @@
 #include "lib/detect_lru.h"
 #include "lib/detect_net.h"
 #include "lib/detect_util.h"
+#include "lib/ere.h"
 
 /* Rules are JSON objects; docs/alerts.md describes each type:
  *   threshold          {event, match, group_by, threshold, window_seconds, weight_field}
@@ -179,6 +180,9 @@ static const char *parse_match(struct rule *r, const cJSON *m, const char **fiel
 			const cJSON *re = cJSON_GetObjectItemCaseSensitive(it, "regex");
 			if (!cJSON_IsString(re) || cJSON_GetArraySize(it) != 1)
 				return "an object value must be {\"regex\": \"<extended regular expression>\"}";
+			const char *costly = ere_too_costly(re->valuestring);
+			if (costly)
+				return costly;
 			if (regcomp(&x->re, re->valuestring, REG_EXTENDED | REG_NOSUB) != 0)
 				return "is not a valid extended regular expression";
 			x->has_re = true;

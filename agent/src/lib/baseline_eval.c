@@ -19,6 +19,7 @@
 
 #include "core/agent.h"
 #include "lib/baseline_eval.h"
+#include "lib/ere.h"
 
 #define MAX_TEXT (1024 * 1024)
 #define SCAN_MAX_ENTRIES 250000
@@ -266,6 +267,10 @@ int bl_regcomp(regex_t *re, const char *src, int flags)
 		*o++ = *s;
 	}
 	*o = 0;
+	if (ere_too_costly(buf)) {
+		free(buf);
+		return REG_ESPACE;
+	}
 	int rc = regcomp(re, buf, REG_EXTENDED | flags);
 	free(buf);
 	return rc;
