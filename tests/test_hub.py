@@ -654,3 +654,24 @@ def test_load_bench_script_runs_and_checks_what_it_counts():
     result = json.loads(out)
     assert result["connected"] == result["connected_by_hub"] == 5
     assert result["acked"] > 0 and result["stored"] >= result["acked"]
+
+
+def test_hostname_option_is_in_the_server_certificate(tmp_path):
+    data = tmp_path / "hub"
+    subprocess.run([sys.executable, "-m", "defender_iot.cli", "hub", "add", "a", "--data", str(data)],
+                   check=True, stdout=subprocess.PIPE)
+    ca_before = (data / "ca.pem").read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "defender_iot.hub", "serve", "--data", str(data), "--mqtt-port",
+                             "0", "--http-port", "0", "--hostname", "hub.example.test"], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (data / "hub.json").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    cert = x509.load_pem_x509_certificate((data / "server.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"localhost", "hub.example.test"} <= set(san.get_values_for_type(x509.DNSName))
+    assert (data / "ca.pem").read_bytes() == ca_before

@@ -60,8 +60,9 @@ class Pki:
     def identities_dir(self) -> Path:
         return self.data_dir / "identities"
 
-    def ensure(self) -> None:
-        """Create the CA and the server certificate on first use."""
+    def ensure(self, names: Tuple[str, ...] = ()) -> None:
+        """Create the CA and the server certificate on first use; issue a new
+        server certificate (same CA) when it lacks one of `names`."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.ca_cert.exists() or not self.ca_key.exists():
             key = ec.generate_private_key(ec.SECP256R1())
@@ -75,16 +76,19 @@ class Pki:
             _write_cert(self.ca_cert, cert)
             for stale in (self.server_cert, self.server_key):
                 stale.unlink(missing_ok=True)
-        if not self.server_cert.exists() or not self.server_key.exists():
-            sans: List[x509.GeneralName] = []
-            for n in SERVER_NAMES:
-                try:
-                    sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-                except ValueError:
-                    sans.append(x509.DNSName(n))
+        wanted = [_general_name(n) for n in dict.fromkeys((*SERVER_NAMES, *names))]
+        if not self.server_cert.exists() or not self.server_key.exists() or not set(wanted) <= self._server_names():
+            sans = wanted
             key, cert = self._issue("localhost", sans, ExtendedKeyUsageOID.SERVER_AUTH)
             _write_key(self.server_key, key)
             _write_cert(self.server_cert, cert)
+
+    def _server_names(self) -> set:
+        cert = x509.load_pem_x509_certificate(self.server_cert.read_bytes())
+        try:
+            return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        except x509.ExtensionNotFound:
+            return set()
 
     def issue_client(self, common_name: str, stem: str) -> Tuple[Path, Path, str]:
         """A client certificate signed by the hub CA: (cert path, key path,
@@ -135,6 +139,13 @@ class Pki:
         with open(self.trusted_clients, "ab") as f:
             f.write(cert.public_bytes(serialization.Encoding.PEM))
         return thumbprint(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def thumbprint(der: bytes, algorithm: str = "sha1") -> str:

@@ -62,7 +62,7 @@ async def _serve(opts: ServeOptions) -> None:
     store = Store.open(opts.data_dir)
     core = HubCore(store, pki, {n.lower() for n in (opts.hostname, *SERVER_NAMES)})
     try:
-        pki.ensure()
+        pki.ensure((opts.hostname,))
         tls = core.ssl_context()
     except (ValueError, ssl.SSLError) as e:
         raise UserError(f"{opts.data_dir}: bad certificate or key in ca.pem/ca.key/server.pem/server.key/"
