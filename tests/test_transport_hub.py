@@ -218,3 +218,21 @@ def test_sas_token_is_renewed_before_it_expires(agent, hub, tmp_path):
         # Past the first token's expiry the agent is still connected and sending.
         time.sleep(max(0.0, renewed + 15 - time.time()))
         assert hub.client.identity("dev1", MODULE)["connectionState"] == "Connected"
+
+
+@pytest.mark.timeout(300)
+def test_messages_older_than_the_timeout_are_dropped_and_reported(agent, hub, tmp_path):
+    cfg = agent_config(agent, hub, tmp_path, IothubModule_MessageTimeout=1)
+    with AgentProcess(agent, tmp_path, cfg) as ap:
+        wait_until(lambda: heartbeats(hub), 30, "a first heartbeat")
+        hub.stop()
+        down = time.time()
+        time.sleep(75)  # the first 15 s of heartbeats pass the 1-minute timeout
+        hub.start()
+        ap.wait_log("older than IothubModule_MessageTimeout", 10)
+        rep = wait_until(lambda: reported(hub).get("delivery", {}).get("dropped_timeout") and reported(hub), 90,
+                         "the drop to be reported in the twin")
+        assert rep["delivery"]["dropped_timeout"] >= 3
+        late = [e for e in heartbeats(hub) if down < _utc(e["TimestampUTC"])]
+        assert late, "the messages younger than the timeout were not delivered"
+        assert min(_utc(e["TimestampUTC"]) for e in late) >= down + 5
