@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Fuzz every parser that takes outside input with libFuzzer (clang, ASan,
 # UBSan). Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
-# (default 60 s, every target). Seeds: the test fixtures plus
-# tests/fuzz/seeds/<target>/; the growing corpus and any crash-* reproducer
-# are kept in build/fuzz/work/<target>/. Exits non-zero on the first finding.
+# (default 60 s, every target; 0: only the regression inputs). First every
+# target runs once over tests/fuzz/regressions/<target>/ (inputs that
+# crashed, leaked or exhausted memory before a fix). Seeds: the test fixtures
+# plus tests/fuzz/seeds/<target>/; the growing corpus and any crash-*
+# reproducer are kept in build/fuzz/work/<target>/. Exits non-zero on the
+# first finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -38,6 +41,15 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cd build/fuzz/fuzz && ls fuzz_* | grep -v '\.' | sed 's/^fuzz_//' | sort)
 fi
+for t in "${targets[@]}"; do
+  reg=tests/fuzz/regressions/$t
+  if [ -d "$reg" ] && ! build/fuzz/fuzz/fuzz_"$t" -runs=0 -timeout=10 -rss_limit_mb=512 "$reg" >build/fuzz/regression-"$t".log 2>&1; then
+    tail -30 build/fuzz/regression-"$t".log
+    echo "fuzz_$t: a regression input of $reg fails again (build/fuzz/regression-$t.log)" >&2
+    exit 1
+  fi
+done
+[ "$seconds" = 0 ] && { echo "fuzz: regression inputs pass"; exit 0; }
 for t in "${targets[@]}"; do
   work=build/fuzz/work/$t
   mkdir -p "$work/corpus"
