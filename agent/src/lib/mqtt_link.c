@@ -459,6 +459,15 @@ int mqtt_link_configure(struct mqtt_link *l, const struct mqtt_link_params *p)
 
 int mqtt_link_publish(struct mqtt_link *l, const char *json, const char *id)
 {
+	size_t len = strlen(json);
+	if (l->p.max_payload && len > l->p.max_payload) {
+		/* A broker that disconnects on it would get it again after every
+		 * reconnect and nothing behind it would ever go. */
+		agent_count(l->ctx, "messages", "dropped: larger than the broker accepts", 1);
+		agent_warn(l->ctx, "%s: dropping a message of %zu bytes: the limit is %zu (lower Agent_MaxMessageBytes)",
+			   l->name, len, l->p.max_payload);
+		return 0;
+	}
 	outbox_push(&l->box, id, json, agent_now(l->ctx));
 	send_pending(l);
 	report_drops(l);

@@ -42,6 +42,7 @@ struct mqtt_link_params {
 	char client_id[300];
 	bool clean_session;
 	long long session_max_ms; /* reconnect after this (token renewal); 0: never */
+	size_t max_payload;       /* larger messages are dropped (counted); 0: no limit */
 };
 
 struct mqtt_link_ops {

@@ -117,6 +117,8 @@ static void params(struct iothub *h, struct mqtt_link_params *p)
 	else
 		snprintf(p->client_id, sizeof(p->client_id), "%s", h->cs.device);
 	p->clean_session = false;
+	/* IoT Hub's limit for a device-to-cloud message, property bag included. */
+	p->max_payload = 256 * 1024 - 1024;
 	if (!h->cs.x509)
 		p->session_max_ms = config_int(cfg, "IothubModule_SasTokenLifetime") * 800LL;
 }
