@@ -178,3 +178,12 @@ def test_layer_dependencies_are_in_the_base():
     depends = re.search(r'^LAYERDEPENDS_defender-iot = "([^"]+)"$', conf, re.M).group(1).split()
     available = {provided[layer] for layer in base_layers if layer in provided}
     assert set(depends) <= available, set(depends) - available
+
+
+def test_local_source_points_at_this_checkouts_agent():
+    block = load(KAS / "opt" / "local-source.yml")["local_conf_header"]["local-source"]
+    m = re.search(r'^EXTERNALSRC:pn-defender-iot-micro-agent = "\$\{DEFENDER_IOT_LAYERDIR\}/(\S+)"$', block, re.M)
+    assert m and 'INHERIT += "externalsrc"' in block
+    conf = (REPO / "meta-defender-iot" / "conf" / "layer.conf").read_text()
+    assert re.search(r'^DEFENDER_IOT_LAYERDIR := "\$\{LAYERDIR\}"$', conf, re.M)
+    assert ((REPO / "meta-defender-iot" / m.group(1)).resolve() / "CMakeLists.txt").is_file()
