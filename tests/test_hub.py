@@ -499,16 +499,22 @@ def test_disabled_or_deleted_identity_cannot_connect(hub, clients):
 
 
 def test_messages_follow_streams_new_messages(hub, clients):
+    import select
     key = new_identity(hub, "follow1")
     m = connect(hub, clients, "follow1", key=key)
+    assert m.publish(m.events_topic(), b'{"live": 0}')
     proc = subprocess.Popen([sys.executable, "-m", "defender_iot.cli", "hub", "messages", "--data",
                              str(hub.data_dir), "--device", "follow1", "--json", "--follow"],
                             stdout=subprocess.PIPE, text=True)
+
+    def next_line() -> dict:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "hub messages --follow printed nothing in 30 s"
+        return json.loads(proc.stdout.readline())
     try:
-        time.sleep(1.5)  # started and idle before anything arrives
+        assert next_line()["body"] == {"live": 0}  # what was there, then it follows
         assert m.publish(m.events_topic(), b'{"live": 1}')
-        line = proc.stdout.readline()
-        assert json.loads(line)["body"] == {"live": 1}
+        assert next_line()["body"] == {"live": 1}
     finally:
         proc.terminate()
         proc.wait(5)
