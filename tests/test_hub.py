@@ -281,7 +281,7 @@ def test_c2d_queued_until_subscribed_then_delivered(hub, clients):
     assert got.topic.startswith("devices/c2d1/messages/devicebound/")
     assert "prio=high" in got.topic and "%24.to=%2Fdevices%2Fc2d1%2Fmessages%2Fdevicebound" in got.topic
     assert json.loads(got.payload) == {"cmd": "scan"}
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while hub.client.request("GET", f"/messages/deviceBound/{msg_id}")["delivered"] is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
@@ -480,7 +480,7 @@ def test_qos0_message_is_committed_without_further_traffic(hub, clients):
     m.publish(m.events_topic(), b'{"qos": 0}', qos=0)
     cli = [sys.executable, "-m", "defender_iot.cli", "hub", "messages", "--data", str(hub.data_dir),
            "--device", "q0", "--json"]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while not subprocess.run(cli, check=True, stdout=subprocess.PIPE, text=True).stdout:
         assert time.monotonic() < deadline, "a QoS 0 message stayed uncommitted"
         time.sleep(0.2)
