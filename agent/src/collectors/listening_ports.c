@@ -2,6 +2,8 @@
 //summary: Listening TCP and bound UDP sockets (IPv4 and IPv6) with the owning process
 #include <stdlib.h>
 
+#include <linux/capability.h>
+
 #include "core/agent.h"
 #include "lib/proc_pid.h"
 #include "lib/procnet.h"
@@ -41,5 +43,7 @@ const struct collector collector_listening_ports = {
 	.event_name = "ListeningPorts",
 	.priority = PRIORITY_MEDIUM,
 	.category = CATEGORY_PERIODIC,
+	/* fd links of other users' processes name a socket's owner */
+	.caps = AGENT_CAP(CAP_SYS_PTRACE) | AGENT_CAP(CAP_DAC_READ_SEARCH),
 	.collect = collect,
 };

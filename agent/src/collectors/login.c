@@ -10,6 +10,8 @@
 #include <utmp.h>
 #include <arpa/inet.h>
 
+#include <linux/capability.h>
+
 #include "core/agent.h"
 #include "lib/text.h"
 
@@ -570,6 +572,8 @@ const struct collector collector_login = {
 	.event_name = "Login",
 	.priority = PRIORITY_MEDIUM,
 	.category = CATEGORY_AGGREGATED,
+	/* btmp and auth logs are readable by root or adm only */
+	.caps = AGENT_CAP(CAP_DAC_READ_SEARCH),
 	.sample_ms_key = "Login_PollingInterval",
 	.keys = keys,
 	.init = init,

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <linux/capability.h>
+
 #include "core/agent.h"
 #include "lib/proc_pid.h"
 #include "lib/procnet.h"
@@ -139,6 +141,8 @@ const struct collector collector_network_activity = {
 	.event_name = "NetworkActivity",
 	.priority = PRIORITY_MEDIUM,
 	.category = CATEGORY_AGGREGATED,
+	/* fd links of other users' processes name a socket's owner */
+	.caps = AGENT_CAP(CAP_SYS_PTRACE) | AGENT_CAP(CAP_DAC_READ_SEARCH),
 	.sample_ms = 10000,
 	.sample_ms_key = "NetworkActivity_PollingInterval",
 	.keys = keys,

@@ -13,6 +13,8 @@
 #include <linux/connector.h>
 #include <linux/netlink.h>
 
+#include <linux/capability.h>
+
 #include "core/agent.h"
 #include "lib/proc_pid.h"
 #include "lib/text.h"
@@ -628,6 +630,8 @@ const struct collector collector_process = {
 	.event_name = "Process",
 	.priority = PRIORITY_MEDIUM,
 	.category = CATEGORY_AGGREGATED,
+	/* the netlink proc connector; exe and fd links of other users' processes */
+	.caps = AGENT_CAP(CAP_NET_ADMIN) | AGENT_CAP(CAP_SYS_PTRACE) | AGENT_CAP(CAP_DAC_READ_SEARCH),
 	.sample_ms = 5000,
 	.sample_ms_key = "Process_PollingInterval",
 	.keys = keys,
