@@ -236,3 +236,21 @@ def test_messages_older_than_the_timeout_are_dropped_and_reported(agent, hub, tm
         late = [e for e in heartbeats(hub) if down < _utc(e["TimestampUTC"])]
         assert late, "the messages younger than the timeout were not delivered"
         assert min(_utc(e["TimestampUTC"]) for e in late) >= down + 5
+
+
+RETIRED = Path("/etc/defender_iot_micro_agent")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or RETIRED.exists() or Path("/etc/defender-iot/connection_string.txt").exists(),
+                    reason="needs root and neither connection string path in use on this machine")
+def test_retired_agents_connection_string_is_used_when_ours_is_absent(agent, hub, tmp_path):
+    cfg = agent_config(agent, hub, tmp_path)
+    cs_text = Path(cfg.pop("IothubModule_ConnectionStringFile")).read_text()
+    RETIRED.mkdir(mode=0o700)
+    try:
+        write_secret(RETIRED / "connection_string.txt", cs_text)
+        with AgentProcess(agent, tmp_path, cfg) as ap:
+            ap.wait_log(f"using the retired agent's {RETIRED}/connection_string.txt", 10)
+            hub.client.wait_for_messages(lambda m: len(m) >= 1, device="dev1", timeout=30)
+    finally:
+        shutil.rmtree(RETIRED)

@@ -64,11 +64,12 @@ struct iothub {
 	long long desired_version;   /* of the last full desired document */
 };
 
-static void resolve_connstr_path(struct agent_ctx *ctx, char *out, size_t size)
+static void resolve_connstr_path(struct agent_ctx *ctx, char *out, size_t size, bool at_start)
 {
 	const char *path = config_string(agent_config(ctx), "IothubModule_ConnectionStringFile");
 	if (strcmp(path, DEFAULT_CONNSTR) == 0 && access(path, F_OK) != 0 && access(RETIRED_CONNSTR, F_OK) == 0) {
-		agent_info(ctx, "%s is absent: using the retired agent's %s", DEFAULT_CONNSTR, RETIRED_CONNSTR);
+		if (at_start)
+			agent_info(ctx, "%s is absent: using the retired agent's %s", DEFAULT_CONNSTR, RETIRED_CONNSTR);
 		path = RETIRED_CONNSTR;
 	}
 	snprintf(out, size, "%s", path);
@@ -334,7 +335,7 @@ static void *init(struct agent_ctx *ctx)
 		return NULL;
 	h->ctx = ctx;
 	h->desired_version = -1;
-	resolve_connstr_path(ctx, h->cs_path, sizeof(h->cs_path));
+	resolve_connstr_path(ctx, h->cs_path, sizeof(h->cs_path), true);
 	if (connstr_load(h->cs_path, &h->cs, err, sizeof(err)) != 0) {
 		agent_log(ctx, "error", "%s (set IothubModule_ConnectionStringFile, or Agent_Transport to another "
 			  "transport)", err);
@@ -355,7 +356,7 @@ static void configure(struct agent_ctx *ctx, void *state)
 {
 	struct iothub *h = state;
 	char path[1024], err[1400];
-	resolve_connstr_path(ctx, path, sizeof(path));
+	resolve_connstr_path(ctx, path, sizeof(path), false);
 	if (strcmp(path, h->cs_path) != 0) {
 		struct connstr cs;
 		if (connstr_load(path, &cs, err, sizeof(err)) != 0) {
