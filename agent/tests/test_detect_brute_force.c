@@ -85,6 +85,34 @@ static void slow_attack_trips_the_window(void **state)
 	assert_int_equal(h_num(a, "Evidence.WindowSeconds"), 600);
 }
 
+static void low_and_slow_attack(void **state)
+{
+	(void)state;
+	/* one guess every 15 minutes: no bucket or 10-minute window sees it */
+	for (int i = 0; i < 3; i++) {
+		FAIL("203.0.113.44", "admin");
+		h_advance(900);
+	}
+	assert_int_equal(h_count("BruteForce", "Active"), 0);
+	FAIL("203.0.113.44", "admin");
+	cJSON *a = h_alert("BruteForce", "Active", 0);
+	assert_non_null(a);
+	assert_string_equal(h_str(a, "Evidence.Variant"), "low-and-slow");
+	assert_int_equal(h_num(a, "Evidence.WindowSeconds"), 7200);
+	/* it goes on: the incident ends when quiet, and no new alert within the period */
+	for (int i = 0; i < 4; i++) {
+		h_advance(900);
+		FAIL("203.0.113.44", "admin");
+	}
+	assert_int_equal(h_count("BruteForce", "Active"), 1);
+	/* a user who mistypes once a day never adds up */
+	for (int i = 0; i < 6; i++) {
+		FAIL("192.168.1.30", "dev");
+		h_advance(86400);
+	}
+	assert_int_equal(h_count("BruteForce", "Active"), 1);
+}
+
 static void user_enumeration(void **state)
 {
 	(void)state;
@@ -198,6 +226,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(developer_with_two_typos_is_quiet, h_setup, h_teardown),
 		cmocka_unit_test_setup_teardown(busybox_line_counts_three, h_setup, h_teardown),
 		cmocka_unit_test_setup_teardown(slow_attack_trips_the_window, h_setup, h_teardown),
+		cmocka_unit_test_setup_teardown(low_and_slow_attack, h_setup, h_teardown),
 		cmocka_unit_test_setup_teardown(user_enumeration, h_setup, h_teardown),
 		cmocka_unit_test_setup_teardown(success_after_brute_force_is_critical, h_setup, h_teardown),
 		cmocka_unit_test_setup_teardown(distributed_attack_on_one_user, h_setup, h_teardown),

@@ -13,6 +13,7 @@
 #define RING 10       /* slots of the sliding window */
 #define DISTINCT 16   /* distinct users (per source) or sources (per user) remembered */
 #define NAMES 4       /* of which the names kept for evidence */
+#define SLOW_TIMES 8  /* failure times kept for the low-and-slow variant */
 /* Past this many per-source alerts within BruteForce_WindowSeconds, further
  * sources join one "many-sources" incident: a flood from thousands of
  * addresses gives a bounded number of alerts, not thousands. */
@@ -33,6 +34,12 @@ static const struct config_key keys[] = {
 	  "sliding window; also how long a source must stay quiet for its incident to end", NULL },
 	{ "BruteForce_UserEnumThreshold", CFG_INT, "5", 2, DISTINCT, NULL,
 	  "distinct user names tried by one source within the window (user enumeration)", NULL },
+	{ "BruteForce_LowSlowCount", CFG_INT, "4", 2, SLOW_TIMES, NULL,
+	  "failures from one source, spread out, that make a low-and-slow attack", NULL },
+	{ "BruteForce_LowSlowGapSeconds", CFG_INT, "600", 1, 86400, NULL,
+	  "a low-and-slow attack's median gap between failures is at least this", NULL },
+	{ "BruteForce_LowSlowSeconds", CFG_INT, "7200", 60, 604800, NULL,
+	  "the period over which low-and-slow failures are counted", NULL },
 	{ "BruteForce_PrivilegedUsers", CFG_LIST, "root,admin", 0, 0, NULL,
 	  "targets that raise a brute-force alert from High to Critical", NULL },
 	{ "BruteForce_AllowedSources", CFG_LIST, "", 0, 0, NULL,
@@ -54,6 +61,8 @@ struct counts {
 	time_t first, last;
 	time_t alerted;               /* an open BruteForce incident started then */
 	time_t ended;                 /* when the last incident ended */
+	time_t slow_times[SLOW_TIMES]; /* latest failures, oldest first (kept across restarts) */
+	time_t lowslow_alerted;        /* last low-and-slow alert (kept across restarts) */
 	time_t success;               /* an open BruteForceSuccess incident started then */
 	bool privileged;
 	bool in_storm;
@@ -71,6 +80,7 @@ struct bf {
 	struct dbucket source_alerts;
 	struct counts storm;          /* the many-sources incident */
 	long fast_n, fast_leak, slow_n, slow_leak, win_n, win_s, enum_n, success_s, max;
+	long ls_n, ls_gap, ls_s;
 };
 
 static void configure(struct agent_ctx *ctx, void *state)
@@ -85,6 +95,9 @@ static void configure(struct agent_ctx *ctx, void *state)
 	b->win_s = config_int(c, "BruteForce_WindowSeconds");
 	b->enum_n = config_int(c, "BruteForce_UserEnumThreshold");
 	b->success_s = config_int(c, "BruteForce_SuccessSeconds");
+	b->ls_n = config_int(c, "BruteForce_LowSlowCount");
+	b->ls_gap = config_int(c, "BruteForce_LowSlowGapSeconds");
+	b->ls_s = config_int(c, "BruteForce_LowSlowSeconds");
 	long max = config_int(c, "BruteForce_MaxTracked");
 	if (max != b->max) {
 		dlru_free(&b->sources);
@@ -132,15 +145,43 @@ static uint32_t window_sum(struct counts *k, long long slot)
 	return sum;
 }
 
+/* CrowdSec's time-based variant: at least ls_n failures within ls_s
+ * seconds whose median gap is at least ls_gap: too slow for every bucket
+ * and window, too regular for typos. Records t. */
+static bool low_and_slow(const struct bf *b, struct counts *k, time_t t)
+{
+	memmove(k->slow_times, k->slow_times + 1, sizeof(k->slow_times) - sizeof(k->slow_times[0]));
+	k->slow_times[SLOW_TIMES - 1] = t;
+	if (k->lowslow_alerted && t - k->lowslow_alerted < b->ls_s)
+		return false;
+	long gaps[SLOW_TIMES];
+	int n = 0;
+	for (int i = 1; i < SLOW_TIMES; i++)
+		if (k->slow_times[i - 1] && t - k->slow_times[i - 1] <= b->ls_s)
+			gaps[n++] = (long)(k->slow_times[i] - k->slow_times[i - 1]);
+	if (n + 1 < b->ls_n)
+		return false;
+	for (int i = 1; i < n; i++) /* insertion sort: at most 7 gaps */
+		for (int j = i; j > 0 && gaps[j - 1] > gaps[j]; j--) {
+			long x = gaps[j];
+			gaps[j] = gaps[j - 1];
+			gaps[j - 1] = x;
+		}
+	return gaps[n / 2] >= b->ls_gap;
+}
+
 /* Count one failure; returns the variant that tripped, or NULL. */
 static const char *count_failure(const struct bf *b, struct counts *k, time_t t, double weight, const char *other,
 				 bool privileged, bool enumeration)
 {
 	if (k->last && t - k->last > b->win_s && !k->alerted && !k->success) {
-		/* quiet for a whole window: start over */
-		time_t ended = k->ended;
+		/* quiet for a whole window: start over (the low-and-slow
+		 * record spans windows) */
+		struct counts keep = *k;
 		memset(k, 0, sizeof(*k));
-		k->ended = ended;
+		k->ended = keep.ended;
+		memcpy(k->slow_times, keep.slow_times, sizeof(k->slow_times));
+		k->lowslow_alerted = keep.lowslow_alerted;
 	}
 	if (!k->first)
 		k->first = t;
@@ -173,6 +214,11 @@ static const char *count_failure(const struct bf *b, struct counts *k, time_t t,
 	}
 	bool tripped = fast >= (double)b->fast_n || slow >= (double)b->slow_n ||
 		       window_sum(k, slot) >= (uint32_t)b->win_n;
+	bool spread = enumeration && low_and_slow(b, k, t); /* sources only; records t */
+	if (spread && !tripped) {
+		k->lowslow_alerted = t;
+		return "low-and-slow";
+	}
 	if (enumeration && k->ndistinct >= b->enum_n)
 		return "user-enumeration";
 	if (!tripped)
@@ -186,6 +232,8 @@ static long variant_seconds(const struct bf *b, const char *variant)
 		return b->fast_n * b->fast_leak;
 	if (strcmp(variant, "slow") == 0)
 		return b->slow_n * b->slow_leak;
+	if (strcmp(variant, "low-and-slow") == 0)
+		return b->ls_s;
 	return b->win_s;
 }
 
