@@ -188,3 +188,14 @@ def test_local_unix_stream_socket(agent, tmp_path):
             with conn, conn.makefile() as f:
                 lines = [json.loads(f.readline()) for _ in range(2)]
     assert all(m["Events"][0]["Name"] == "Heartbeat" for m in lines)
+
+
+def test_ca_from_a_hashed_directory(agent, broker_factory, tmp_path):
+    broker = broker_factory()
+    cadir = tmp_path / "cadir"
+    cadir.mkdir()
+    shutil.copy(broker.ca, cadir / "test-ca.pem")
+    openssl("rehash", str(cadir))
+    sub = broker.subscribe("site/#", 1)
+    with AgentProcess(agent, tmp_path, mqtt_config(broker, tmp_path, Mqtt_CaFile=str(cadir))):
+        assert len(received(sub)) == 1

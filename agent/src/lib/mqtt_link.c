@@ -378,7 +378,12 @@ static SSL_CTX *tls_context(struct mqtt_link *l, const struct mqtt_link_params *
 	SSL_CTX_set_security_level(c, 2);
 	/* Idle connections give their read and write buffers back. */
 	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
-	if (SSL_CTX_load_verify_locations(c, p->ca_file, NULL) != 1) {
+	/* A hashed directory (c_rehash, e.g. /etc/ssl/certs) is read a
+	 * certificate at a time when a chain needs it; a bundle file is parsed
+	 * whole into memory (Debian's: about 900 KB of heap). */
+	struct stat st;
+	bool dir = stat(p->ca_file, &st) == 0 && S_ISDIR(st.st_mode);
+	if (SSL_CTX_load_verify_locations(c, dir ? NULL : p->ca_file, dir ? p->ca_file : NULL) != 1) {
 		ssl_error(l, "cannot load the CA certificates of", p->ca_file);
 		SSL_CTX_free(c);
 		return NULL;

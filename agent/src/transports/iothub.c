@@ -27,7 +27,8 @@ static const struct config_key keys[] = {
 	  "file holding the module's connection string (mode 600); when the default is absent the retired "
 	  "agent's " RETIRED_CONNSTR " is read", NULL },
 	{ "IothubModule_CaFile", CFG_STRING, "/etc/ssl/certs/ca-certificates.crt", 0, 1024, NULL,
-	  "CA bundle that must have signed the hub's server certificate (verification is always on)", NULL },
+	  "CA bundle that must have signed the hub's server certificate (verification is always on); a "
+	  "hashed directory such as /etc/ssl/certs costs less memory", NULL },
 	{ "IothubModule_CertificateFile", CFG_STRING, "", 0, 1024, NULL,
 	  "X.509 client certificate (PEM) for x509=true; empty: certificate_public.pem beside the connection "
 	  "string", NULL },

@@ -21,7 +21,8 @@ static const struct config_key keys[] = {
 	{ "Mqtt_Tls", CFG_BOOL, "true", 0, 0, NULL, "connect over TLS (the server certificate is always verified)",
 	  NULL },
 	{ "Mqtt_CaFile", CFG_STRING, "/etc/ssl/certs/ca-certificates.crt", 0, 1024, NULL,
-	  "CA bundle that must have signed the broker's certificate", NULL },
+	  "CA bundle that must have signed the broker's certificate; a hashed directory such as /etc/ssl/certs "
+	  "costs less memory", NULL },
 	{ "Mqtt_CertificateFile", CFG_STRING, "", 0, 1024, NULL, "client certificate (PEM); empty: none", NULL },
 	{ "Mqtt_PrivateKeyFile", CFG_STRING, "", 0, 1024, NULL, "its private key (PEM, mode 600)", NULL },
 	{ "Mqtt_CredentialsFile", CFG_STRING, "", 0, 1024, NULL,
