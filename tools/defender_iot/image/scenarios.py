@@ -184,6 +184,14 @@ def unexpected_listening_port(bed: Testbed, port: int = 31337) -> dict:
 # ---- twin and outage -------------------------------------------------------
 
 def twin_disables_a_collector(bed: Testbed, interval: float = 6) -> None:
+    """`interval`: the High priority interval of the image's config (6 s)."""
+    # First show heartbeats flowing at the High rate, so that their absence
+    # after the patch means something.
+    bed.hub.client.set_desired(bed.device, MODULE, {"Heartbeat_MessageFrequency": "High"})
+    n = len(events(bed.bodies(), "Heartbeat"))
+    wait_for("two more Heartbeat events at the High rate", lambda: (
+        len(events(bed.bodies(), "Heartbeat")) >= n + 2, len(events(bed.bodies(), "Heartbeat")) - n),
+        timeout=10 * interval + 30)
     bed.hub.client.set_desired(bed.device, MODULE, {"Heartbeat_Disabled": True})
     wait_for("Heartbeat_Disabled=true in the reported configuration",
              lambda: (_reported_state(bed)[1].get("configuration", {}).get("Heartbeat_Disabled") is True,
