@@ -681,3 +681,17 @@ def test_hostname_option_is_in_the_server_certificate(tmp_path):
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {"localhost", "hub.example.test"} <= set(san.get_values_for_type(x509.DNSName))
     assert (data / "ca.pem").read_bytes() == ca_before
+
+
+def test_twin_replace_sends_the_device_what_makes_it_equal(hub, clients):
+    key = new_identity(hub, "put1")
+    m = connect(hub, clients, "put1", key=key)
+    m.subscribe("$iothub/twin/PATCH/properties/desired/#")
+    hub.client.set_desired("put1", None, {"a": 1, "nested": {"x": 1, "y": 2}, "gone": True})
+    m.received.get(timeout=10)
+    twin = hub.client.request("PUT", "/twins/put1", {"properties": {"desired": {"a": 1, "nested": {"x": 1},
+                                                                               "new": "v"}}, "tags": {"site": "b"}})
+    assert twin["properties"]["desired"] == {"a": 1, "nested": {"x": 1}, "new": "v", "$version": 3}
+    assert twin["tags"] == {"site": "b"}
+    push = json.loads(m.received.get(timeout=10).payload)
+    assert push == {"nested": {"y": None}, "gone": None, "new": "v", "$version": 3}

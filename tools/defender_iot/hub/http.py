@@ -17,7 +17,7 @@ from aiohttp import web
 from defender_iot.errors import UserError
 from defender_iot.hub.auth import Identity, connection_string
 from defender_iot.hub.mqtt import HubCore
-from defender_iot.hub.store import MessageFilter
+from defender_iot.hub.store import MessageFilter, diff_patch
 
 OPENAPI = Path(__file__).with_name("openapi.json")
 C2D_MAX_BYTES, C2D_MAX_PENDING = 64 * 1024, 50  # IoT Hub's quotas [QT]
@@ -116,20 +116,36 @@ async def get_twin(request: web.Request) -> web.Response:
 
 
 async def patch_twin(request: web.Request) -> web.Response:
+    return await _update_twin(request, replace=False)
+
+
+async def replace_twin(request: web.Request) -> web.Response:
+    return await _update_twin(request, replace=True)
+
+
+async def _update_twin(request: web.Request, replace: bool) -> web.Response:
+    """PATCH merges desired properties and tags; PUT replaces them (the
+    device gets the merge patch that makes its desired properties equal)."""
     core, ident = request.app[CORE], _ident(request)
     body = await _json_body(request)
     if not isinstance(body, dict):
         return error(400, 400001, "body: expected {\"properties\": {\"desired\": {...}}}")
     desired = (body.get("properties") or {}).get("desired")
     tags = body.get("tags")
+    if replace:
+        desired, tags = desired or {}, tags or {}
+    for name, value in (("properties.desired", desired), ("tags", tags)):
+        if value is not None and not isinstance(value, dict):
+            return error(400, 400001, f"{name}: expected a JSON object")
     try:
-        if tags is not None:
-            if not isinstance(tags, dict):
-                return error(400, 400001, "tags: expected a JSON object")
+        if replace:
+            current = core.store.service_twin(ident)
+            tags = diff_patch(current["tags"], tags)
+            desired = diff_patch(current["properties"]["desired"], desired)
+        if tags:
             core.store.patch_tags(ident, tags)
-        if desired is not None:
-            patch = core.store.patch_desired(ident, desired)
-            core.push_desired(ident, patch)
+        if desired:
+            core.push_desired(ident, core.store.patch_desired(ident, desired))
         return web.json_response(core.store.service_twin(ident))
     except KeyError:
         return error(404, 404001, f"{ident} not found")
@@ -299,5 +315,6 @@ def make_app(core: HubCore, host: str) -> web.Application:
     for base in ("/twins/{device}", "/twins/{device}/modules/{module}"):
         r.add_get(base, get_twin)
         r.add_patch(base, patch_twin)
+        r.add_put(base, replace_twin)
         r.add_post(base + "/methods", invoke_method)
     return app

@@ -62,6 +62,22 @@ def merge_patch(target: Dict[str, Any], patch: Dict[str, Any]) -> Dict[str, Any]
     return out
 
 
+def diff_patch(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+    """The merge patch that turns `old` into `new` (for a twin replace: the
+    device is sent this patch)."""
+    patch: Dict[str, Any] = {k: None for k in old if not k.startswith("$") and k not in new}
+    for key, value in new.items():
+        if key.startswith("$"):
+            continue
+        if isinstance(value, dict) and isinstance(old.get(key), dict):
+            sub = diff_patch(old[key], value)
+            if sub:
+                patch[key] = sub
+        elif key not in old or old[key] != value:
+            patch[key] = value
+    return patch
+
+
 def event_index(body: Any) -> Tuple[str, str]:
     """(types, alerts) columns: ",Name,EventType,..." for filtering by
     event name/type and by alert name (docs/events.md message format)."""
