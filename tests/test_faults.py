@@ -92,7 +92,9 @@ def assert_none_missing(hub: HubProcess, since: float, until: float, interval: f
 
 
 def delivery(hub: HubProcess) -> dict:
-    return hub.client.get_twin("dev1", MODULE)["properties"]["reported"].get("delivery", {})
+    """The agent's own delivery counters (queued, dropped_*), through its
+    GetConfig direct method."""
+    return hub.client.invoke("dev1", MODULE, "GetConfig", {})["payload"]["delivery"]
 
 
 # ---- the spool, read the way the agent writes it (agent/src/lib/spool.c) ----
@@ -274,7 +276,7 @@ def test_disk_full_for_the_spool(agent, hub, tmp_path, small_state_dir):
         wait_heartbeat_after(hub, up, 90, "the hub came up")
         assert_none_missing(hub, started, up)
         assert committed <= set(message_ids(hub)), "messages committed to the spool did not arrive"
-        wait_until(lambda: delivery(hub).get("queued") == 0 or None, 30, "the queue reported empty in the twin")
+        wait_until(lambda: delivery(hub)["queued"] == 0 or None, 30, "the agent to report an empty queue")
         d = delivery(hub)
         assert (d["dropped_timeout"], d["dropped_queue_full"], d["dropped_damaged"]) == (0, 0, 0), d
 
