@@ -284,7 +284,7 @@ static void report(struct agent_ctx *ctx, const char *change, const struct file_
 
 /* What changed between two looks at one path, or NULL. A change of type,
  * size, mtime, hash or link target is a modification; so is a new inode (the
- * file was replaced) when no hash proves the content the same. A directory's
+ * file was replaced) when no hash or link target proves the content the same. A directory's
  * own changes are those of its entries, reported one by one: only its owner
  * and mode count. Owner and mode alone are a permissions change. */
 static const char *classify(const struct file_meta *a, const struct file_meta *b)
@@ -293,7 +293,7 @@ static const char *classify(const struct file_meta *a, const struct file_meta *b
 	if (!content && !S_ISDIR(a->mode))
 		content = a->size != b->size || !same_time(a->mtime, b->mtime) || a->hashed != b->hashed ||
 			  (a->hashed && memcmp(a->sha256, b->sha256, 32) != 0) ||
-			  (!a->hashed && (a->ino != b->ino || a->dev != b->dev)) ||
+			  (!a->hashed && !a->link && (a->ino != b->ino || a->dev != b->dev)) ||
 			  (a->link && b->link && strcmp(a->link, b->link) != 0);
 	if (content)
 		return "Modified";

@@ -13,8 +13,9 @@ static const struct config_key keys[] = {
 	  0, 0, NULL,
 	  "package databases to read: dpkg/opkg status files, or a Buildroot legal-info manifest.csv (first line \"PACKAGE\",\"VERSION\",...)",
 	  NULL },
-	{ "Sbom_MaxPackages", CFG_INT, "1024", 1, 65536, NULL,
-	  "at most this many packages are reported (raise Sbom_CacheSize with it)", NULL },
+	/* The core keeps at most 1024 entries of a periodic event. */
+	{ "Sbom_MaxPackages", CFG_INT, "1024", 1, 1024, NULL,
+	  "at most this many packages are reported; the rest are counted and warned about", NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
 
@@ -40,6 +41,7 @@ static void report(struct agent_ctx *ctx, struct pass *p, const struct package *
 		if (!p->warned)
 			agent_warn(ctx, "more than Sbom_MaxPackages (%ld) packages: the rest are not reported", p->max);
 		p->warned = true;
+		agent_count(ctx, "Sbom", "packages over Sbom_MaxPackages", 1);
 		return;
 	}
 	static const char *const keys_[] = { "Name", "Version", "Architecture", "Vendor", "License" };
