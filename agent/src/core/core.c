@@ -82,6 +82,8 @@ void agent_log(const struct agent_ctx *ctx, const char *level, const char *fmt, 
 		who = ctx->current->c->name;
 	else if (ctx && ctx->current_detector)
 		who = ctx->current_detector->name;
+	else if (ctx && ctx->in_transport && ctx->transport)
+		who = ctx->transport->name;
 	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
@@ -353,7 +355,10 @@ static void emit_message(struct agent_ctx *ctx, struct batch *b)
 	if (!json)
 		return;
 	if (ctx->transport) {
-		if (ctx->transport->publish(ctx, ctx->transport_state, json, id) != 0) {
+		ctx->in_transport++;
+		int refused = ctx->transport->publish(ctx, ctx->transport_state, json, id);
+		ctx->in_transport--;
+		if (refused != 0) {
 			agent_count(ctx, "messages", "dropped: transport refused", 1);
 			agent_warn(ctx, "the %s transport refused a message; it is dropped", ctx->transport->name);
 		}
@@ -606,8 +611,11 @@ void core_reconfigure(struct agent_ctx *ctx)
 		}
 	}
 	ctx->current_detector = NULL;
-	if (ctx->transport && ctx->transport->configure)
+	if (ctx->transport && ctx->transport->configure) {
+		ctx->in_transport++;
 		ctx->transport->configure(ctx, ctx->transport_state);
+		ctx->in_transport--;
+	}
 	/* A changed interval takes effect from now. */
 	long long now = agent_monotonic_ms(ctx);
 	for (int p = 0; p < PRIORITY_COUNT; p++) {
@@ -636,6 +644,19 @@ cJSON *agent_apply_desired(struct agent_ctx *ctx, const cJSON *desired, bool rep
 		config_free(next);
 		return invalid;
 	}
+	cJSON *before = config_to_json(ctx->config), *after = config_to_json(next);
+	bool same = cJSON_Compare(before, after, 1);
+	cJSON_Delete(before);
+	cJSON_Delete(after);
+	if (same) {
+		config_free(next);
+		return invalid;
+	}
+	/* As the retired agent did: what was collected under the old
+	 * configuration goes out before the new one applies (a collector being
+	 * disabled would otherwise lose its cached entries). */
+	core_flush_alerts(ctx);
+	core_flush(ctx, PRIORITY_COUNT);
 	config_free(ctx->config);
 	ctx->config = next;
 	core_reconfigure(ctx);
@@ -743,7 +764,9 @@ static int choose_transport(struct agent_ctx *ctx)
 	for (const struct transport *const *t = agent_transports; *t; t++) {
 		if (!*want || strcmp(want, (*t)->name) == 0) {
 			ctx->transport = *t;
+			ctx->in_transport++;
 			ctx->transport_state = (*t)->init ? (*t)->init(ctx) : NULL;
+			ctx->in_transport--;
 			if ((*t)->init && !ctx->transport_state) {
 				agent_log(ctx, "error", "the %s transport could not start", (*t)->name);
 				return -1;
@@ -873,16 +896,22 @@ int core_run(struct agent_ctx *ctx)
 				ctx->current = NULL;
 			}
 		}
-		if (ctx->transport && ctx->transport->on_poll)
+		if (ctx->transport && ctx->transport->on_poll) {
+			ctx->in_transport++;
 			ctx->transport->on_poll(ctx, ctx->transport_state, fds + tfirst, n - tfirst);
+			ctx->in_transport--;
+		}
 		core_collect_all(ctx, false);
 	}
 	agent_info(ctx, "stopping: sending what is queued");
 	/* On SIGTERM what was collected goes out (or to the spool). */
 	core_flush_alerts(ctx);
 	core_flush(ctx, PRIORITY_COUNT);
-	if (ctx->transport && ctx->transport->flush)
+	if (ctx->transport && ctx->transport->flush) {
+		ctx->in_transport++;
 		ctx->transport->flush(ctx, ctx->transport_state, 5000);
+		ctx->in_transport--;
+	}
 	close(sfd);
 	return rc;
 }

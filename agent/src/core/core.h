@@ -39,6 +39,7 @@ struct agent_ctx {
 
 	struct collector_slot *current;  /* whose collect() is running */
 	const struct detector *current_detector;
+	int in_transport;                /* depth of calls into the transport, for log lines */
 
 	cJSON *alerts;                   /* alert events waiting to go out */
 	cJSON *counters;
