@@ -25,8 +25,8 @@ cmake -S agent -B build/ctest-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DAGENT_SAN
 cmake --build build/ctest-asan --parallel "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build/ctest-asan --output-on-failure
 
-echo "== fuzzing: every parser of outside input, ${FUZZ_SECONDS:-10}s per target (scripts/fuzz.sh runs longer)"
-scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+echo "== fuzzing: every parser of outside input, ${FUZZ_SECONDS:-5}s per target (scripts/fuzz.sh runs longer)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-5}"
 
 echo "== pytest"
 exec .venv/bin/pytest -ra "$@"
