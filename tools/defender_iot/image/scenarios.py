@@ -153,12 +153,22 @@ def crypto_miner(bed: Testbed) -> dict:
 
 def botnet(bed: Testbed) -> dict:
     name = secrets.token_hex(4)
+    opens = _tcp_active_opens(bed)
     check(bed.target, f"cp {bed.payload_dir}/botnet /tmp/{name} && (/tmp/{name} 240 >/dev/null 2>&1 &) "
                       f"&& sleep 1 && rm /tmp/{name}")
-    alert = bed.wait_event("Botnet", alert=True, timeout=180)
-    assert evidence(alert), f"Botnet alert without indicators: {alert}"
+    alert = bed.wait_event("Botnet", alert=True, timeout=180, where=lambda e: evidence_mentions(e, name))
+    assert "deleted-executable" in evidence(alert).get("Indicators", []), f"Botnet indicators: {evidence(alert)}"
+    # The stand-in did what a bot does: a raw TCP socket, telnet fan-out.
+    check(bed.target, "grep -q ':0006 ' /proc/net/raw")
+    assert _tcp_active_opens(bed) - opens >= 10, "the bot made fewer than 10 connection attempts"
     bed.run(f"killall {name}")
     return alert
+
+
+def _tcp_active_opens(bed: Testbed) -> int:
+    """Tcp ActiveOpens from /proc/net/snmp (header line, then values)."""
+    lines = [l.split() for l in check(bed.target, "grep '^Tcp:' /proc/net/snmp").splitlines()]
+    return int(lines[1][lines[0].index("ActiveOpens")])
 
 
 def reverse_shell(bed: Testbed) -> dict:
@@ -169,6 +179,8 @@ def reverse_shell(bed: Testbed) -> dict:
     got = bed.listener.command(f"echo shell-{token}", f"shell-{token}")
     assert f"shell-{token}" in got, f"the reverse shell did not answer: {got!r}"
     alert = bed.wait_event("ReverseShell", alert=True, timeout=180)
+    assert evidence_mentions(alert, ip) and evidence_mentions(alert, str(port)), \
+        f"ReverseShell evidence does not name the listener {ip}:{port}: {evidence(alert)}"
     bed.listener.command("exit", "")
     return alert
 
