@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -281,7 +282,9 @@ def build_image(arch_name: str = "x86_64", *, out_dir: Optional[Path] = None,
     initrd = out / "initrd.gz"
     a.write_gz(initrd)
     kernel = out / "vmlinuz"
-    shutil.copyfile(vmlinuz, kernel)
+    tmp = out / f".vmlinuz.{os.getpid()}"
+    shutil.copyfile(vmlinuz, tmp)
+    tmp.replace(kernel)
     image = Image(arch=arch.name, directory=out, kernel=kernel, initrd=initrd, console=arch.console,
                   config=cfg, digest=digest)
     image.save()

@@ -10,6 +10,7 @@ ASCII header per entry, name and data each padded to 4 bytes."""
 from __future__ import annotations
 
 import gzip
+import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,10 @@ class Archive:
         return bytes(out)
 
     def write_gz(self, path: Path) -> None:
-        path.write_bytes(gzip.compress(self.to_bytes(), compresslevel=6, mtime=0))
+        # Renamed into place: a guest booting the previous archive keeps it.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_bytes(gzip.compress(self.to_bytes(), compresslevel=6, mtime=0))
+        tmp.replace(path)
 
 
 def _append(out: bytearray, ino: int, name: str, e: Entry) -> None:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -120,14 +121,14 @@ def unpack(deb: Deb) -> Path:
     """The package's files, unpacked once under the cache."""
     dest = cache_dir() / "unpacked" / deb.filename[:-len(".deb")]
     if not (dest / ".done").exists():
-        tmp = dest.with_name(dest.name + ".tmp")
-        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+        tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         proc = subprocess.run(["dpkg-deb", "-x", str(deb.path), str(tmp)], stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             raise UserError(f"dpkg-deb -x {deb.path}: {proc.stderr.strip()} (delete it to download again)")
         (tmp / ".done").touch()
-        subprocess.run(["rm", "-rf", str(dest)], check=True)
+        shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)
     return dest
 
