@@ -34,6 +34,7 @@ CVE_PRODUCT = "meta-defender-iot:defender-iot-micro-agent"
 # feature (underscores become dashes). A detector needs the collectors it
 # reads: CMake stops with the option to turn on when one is missing.
 PACKAGECONFIG ??= "heartbeat system-information process network-activity listening-ports login baseline \
+                   statistics sbom file-integrity \
                    brute-force crypto-miner botnet suspicious-network custom \
                    iothub mqtt local"
 
@@ -44,6 +45,9 @@ PACKAGECONFIG[network-activity] = "-DAGENT_COLLECTOR_NETWORK_ACTIVITY=ON,-DAGENT
 PACKAGECONFIG[listening-ports] = "-DAGENT_COLLECTOR_LISTENING_PORTS=ON,-DAGENT_COLLECTOR_LISTENING_PORTS=OFF"
 PACKAGECONFIG[login] = "-DAGENT_COLLECTOR_LOGIN=ON,-DAGENT_COLLECTOR_LOGIN=OFF"
 PACKAGECONFIG[baseline] = "-DAGENT_COLLECTOR_BASELINE=ON,-DAGENT_COLLECTOR_BASELINE=OFF,libxcrypt"
+PACKAGECONFIG[statistics] = "-DAGENT_COLLECTOR_STATISTICS=ON,-DAGENT_COLLECTOR_STATISTICS=OFF"
+PACKAGECONFIG[sbom] = "-DAGENT_COLLECTOR_SBOM=ON,-DAGENT_COLLECTOR_SBOM=OFF"
+PACKAGECONFIG[file-integrity] = "-DAGENT_COLLECTOR_FILE_INTEGRITY=ON,-DAGENT_COLLECTOR_FILE_INTEGRITY=OFF,openssl"
 PACKAGECONFIG[brute-force] = "-DAGENT_DETECTOR_BRUTE_FORCE=ON,-DAGENT_DETECTOR_BRUTE_FORCE=OFF"
 PACKAGECONFIG[crypto-miner] = "-DAGENT_DETECTOR_CRYPTO_MINER=ON,-DAGENT_DETECTOR_CRYPTO_MINER=OFF"
 PACKAGECONFIG[botnet] = "-DAGENT_DETECTOR_BOTNET=ON,-DAGENT_DETECTOR_BOTNET=OFF"
