@@ -52,6 +52,10 @@ struct mqtt_link {
 	bool renew;                /* the loss is ours: reconnect at once */
 	char reason[256];
 	char last_logged[256];
+	/* why the server certificate failed verification on this attempt
+	 * (kept here: libmosquitto frees the SSL object when it closes the
+	 * socket, often before the failure reaches note_failure) */
+	long verify_error;
 	long long next_attempt_ms, deadline_ms, connected_ms, next_misc_ms, next_spool_ms;
 	int attempts, keepalive_s;
 	unsigned rng;
@@ -165,6 +169,8 @@ static void note_failure(struct mqtt_link *l, int rc)
 		return;
 	SSL *ssl = l->m ? mosquitto_ssl_get(l->m) : NULL;
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	if (vr == X509_V_OK)
+		vr = l->verify_error;
 	if (vr != X509_V_OK)
 		log_problem(l, "the server certificate of %s:%d is not trusted for '%s': %s (check %sCaFile)",
 			    l->p.host, l->p.port, l->p.tls_name, X509_verify_cert_error_string(vr), l->prefix);
@@ -179,6 +185,7 @@ static void connect_now(struct mqtt_link *l)
 {
 	if (!l->configured)
 		return;
+	l->verify_error = X509_V_OK;
 	l->m = mosquitto_new(l->p.client_id, l->p.clean_session, l);
 	if (!l->m) {
 		log_problem(l, "cannot create an MQTT client: %s", strerror(errno));
@@ -369,6 +376,15 @@ static void ssl_error(struct mqtt_link *l, const char *what, const char *file)
 	ERR_clear_error();
 }
 
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct mqtt_link *l = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+	if (!ok && l)
+		l->verify_error = X509_STORE_CTX_get_error(x);
+	return ok;
+}
+
 static SSL_CTX *tls_context(struct mqtt_link *l, const struct mqtt_link_params *p)
 {
 	SSL_CTX *c = SSL_CTX_new(TLS_client_method());
@@ -389,7 +405,8 @@ static SSL_CTX *tls_context(struct mqtt_link *l, const struct mqtt_link_params *
 		return NULL;
 	}
 	/* Server verification is always on: there is no option to skip it. */
-	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, verify_cb);
+	SSL_CTX_set_app_data(c, l);
 	X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(c);
 	unsigned char addr[16];
 	if (inet_pton(AF_INET, p->tls_name, addr) == 1 || inet_pton(AF_INET6, p->tls_name, addr) == 1)
