@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
+
+import pytest
 
 from conftest import FIXTURES, events, run_agent
 
@@ -53,7 +54,19 @@ def test_sbom_buildroot_manifest(agent):
     assert pkgs["quoted"]["License"] == 'a "quoted" licence'
 
 
-def test_sbom_hostile_status_file(agent, tmp_path):
+@pytest.fixture(scope="module")
+def asan(agent_factory):
+    """The agent under AddressSanitizer and UBSan, for the hostile inputs."""
+    return agent_factory({"AGENT_SANITIZE": True}, build_type="Debug")
+
+
+@pytest.fixture(params=["release", "asan"])
+def any_build(request, agent, asan):
+    return agent if request.param == "release" else asan
+
+
+def test_sbom_hostile_status_file(any_build, tmp_path):
+    agent = any_build
     status = tmp_path / "root" / "var" / "lib" / "dpkg" / "status"
     status.parent.mkdir(parents=True)
     stanzas = [b"Package: " + b"A" * 1_000_000 + b"\nStatus: install ok installed\nVersion: 1\n",
@@ -109,7 +122,8 @@ def make_steps(tmp_path: Path) -> Path:
     return steps
 
 
-def test_file_integrity_replay_reports_each_change_once(agent, tmp_path):
+def test_file_integrity_replay_reports_each_change_once(any_build, tmp_path):
+    agent = any_build
     steps = make_steps(tmp_path)
     cfg = write_config(tmp_path, {"FileIntegrity_Paths": "/etc,/usr/bin", "FileIntegrity_HashMaxBytes": 1024})
     out = run_agent(agent, "--config", cfg, "--replay", str(steps)).stdout
@@ -180,3 +194,18 @@ def test_statistics_counts_messages_alerts_and_cache_drops(agent, tmp_path):
     assert stats["messages"]["built"] >= 1
     assert stats["alerts"]["UnexpectedListeningPort"] >= 1
     assert stats["FileIntegrity"]["dropped: cache full"] == 2  # three changes, a cache of one
+
+
+def test_file_integrity_hostile_names_and_depth(any_build, tmp_path):
+    steps = tmp_path / "steps"
+    (steps / "000" / "etc").mkdir(parents=True)
+    new = steps / "001" / "etc"
+    deep = new / "/".join(["d"] * 12)
+    deep.mkdir(parents=True)
+    (deep / "too-deep").write_text("x")
+    os.mkdir(os.fsencode(new) + b"/bad\xff\nname")
+    out = run_agent(any_build, "--config", write_config(tmp_path, {"FileIntegrity_Paths": "/etc"}),
+                    "--replay", str(steps)).stdout
+    created = {p["Path"] for p in payload(out, "FileIntegrity") if p["Change"] == "Created"}
+    assert "/etc/bad\ufffd name" in created  # invalid UTF-8 and the newline cleaned
+    assert "/etc/" + "/".join(["d"] * 8) in created and not any(p.endswith("too-deep") for p in created)
