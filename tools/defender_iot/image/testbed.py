@@ -31,13 +31,19 @@ class Messages:
         self.device = device
         self.seen: List[Dict[str, Any]] = []
 
-    def bodies(self) -> List[dict]:
+    def bodies(self, since: int = 0) -> List[dict]:
+        """Bodies of the messages received, from the `since`-th on (see mark())."""
         while True:
-            since = self.seen[-1]["id"] if self.seen else 0
-            batch = self.client.messages(device=self.device, since=since, limit=1000)
+            last = self.seen[-1]["id"] if self.seen else 0
+            batch = self.client.messages(device=self.device, since=last, limit=1000)
             self.seen += batch
             if len(batch) < 1000:
-                return [m["body"] for m in self.seen if isinstance(m.get("body"), dict)]
+                return [m["body"] for m in self.seen[since:] if isinstance(m.get("body"), dict)]
+
+    def mark(self) -> int:
+        """A position: bodies(since=mark) holds only what arrives after now."""
+        self.bodies()
+        return len(self.seen)
 
 
 def events(bodies: List[dict], name: Optional[str] = None) -> List[dict]:
@@ -163,18 +169,22 @@ class Testbed:
     def run(self, cmd: str, timeout: float = 60) -> Tuple[int, str]:
         return self.target.run(cmd, timeout=timeout)
 
-    def bodies(self) -> List[dict]:
-        return self.messages.bodies()
+    def bodies(self, since: int = 0) -> List[dict]:
+        return self.messages.bodies(since)
+
+    def mark(self) -> int:
+        return self.messages.mark()
 
     def wait_event(self, name: str, where: Callable[[dict], bool] = lambda e: True, timeout: float = 120,
-                   alert: bool = False) -> dict:
-        """The first event `name` for which `where` holds, polling the hub."""
+                   alert: bool = False, since: int = 0) -> dict:
+        """The first event `name` for which `where` holds among the messages
+        from `since` (a mark()) on, polling the hub."""
         pick = alerts if alert else events
 
         def probe():
-            evs = pick(self.bodies(), name)
+            evs = pick(self.bodies(since), name)
             hit = next((e for e in evs if where(e)), None)
-            return hit is not None, hit if hit is not None else _summary(self.bodies())
+            return hit is not None, hit if hit is not None else _summary(self.bodies(since))
 
         kind = "alert" if alert else "event"
         return wait_for(f"a {name} {kind} at the hub from {self.device}", probe, timeout, interval=2)
