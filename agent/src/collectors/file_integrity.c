@@ -91,6 +91,9 @@ struct fim_state {
 	size_t max_files;
 	long hash_max;
 	bool full;
+	/* FileIntegrity_* as the baseline was taken, to see whether a config
+	 * change concerns this collector. */
+	char *settings;
 };
 
 static void table_free(struct table *t)
@@ -302,15 +305,6 @@ static const char *classify(const struct file_meta *a, const struct file_meta *b
 	return NULL;
 }
 
-static void *init(struct agent_ctx *ctx)
-{
-	(void)ctx;
-	struct fim_state *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
-	return s;
-}
-
 static int collect(struct agent_ctx *ctx, void *state)
 {
 	struct fim_state *s = state;
@@ -371,21 +365,56 @@ static int collect(struct agent_ctx *ctx, void *state)
 	return 0;
 }
 
+/* The settings that shape a baseline, as one string. */
+static char *settings_of(struct agent_ctx *ctx)
+{
+	const struct agent_config *cfg = agent_config(ctx);
+	const char *const *paths;
+	size_t n = config_list(cfg, "FileIntegrity_Paths", &paths);
+	size_t len = 64;
+	for (size_t i = 0; i < n; i++)
+		len += strlen(paths[i]) + 1;
+	char *out = malloc(len);
+	if (!out)
+		abort();
+	size_t w = (size_t)snprintf(out, len, "%ld %ld", config_int(cfg, "FileIntegrity_MaxFiles"),
+				    config_int(cfg, "FileIntegrity_HashMaxBytes"));
+	for (size_t i = 0; i < n; i++)
+		w += (size_t)snprintf(out + w, len - w, ",%s", paths[i]);
+	return out;
+}
+
 static void configure(struct agent_ctx *ctx, void *state)
 {
-	(void)ctx;
 	struct fim_state *s = state;
+	char *now = settings_of(ctx);
+	if (s->settings && strcmp(s->settings, now) == 0) {
+		free(now); /* another feature's setting changed: keep watching */
+		return;
+	}
 	/* New paths or limits: the next pass is a new baseline, not a flood of
-	 * Created/Deleted entries. */
+	 * Created/Deleted/Modified entries. */
+	free(s->settings);
+	s->settings = now;
 	table_free(&s->baseline);
 	s->have_baseline = false;
 	s->warned_full = false;
+}
+
+static void *init(struct agent_ctx *ctx)
+{
+	struct fim_state *s = calloc(1, sizeof(*s));
+	if (!s)
+		abort();
+	s->settings = settings_of(ctx);
+	return s;
 }
 
 static void fini(void *state)
 {
 	struct fim_state *s = state;
 	table_free(&s->baseline);
+	free(s->settings);
 	free(s);
 }
 
