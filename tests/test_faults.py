@@ -21,12 +21,12 @@ import time
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Any, Callable, Dict, List, Set
 
 import pytest
 
 from defender_iot.hub import HubProcess
-from transport_support import AgentProcess, events_of, transport_options, wait_until, write_secret
+from transport_support import AgentProcess, events_of, transport_options, write_secret
 
 MODULE = "DefenderIotMicroAgent"
 INTERVAL = 3.0  # seconds between heartbeats with FAST
@@ -68,11 +68,29 @@ def message_ids(hub: HubProcess) -> List[str]:
     return [m["body"]["MessageId"] for m in hub.client.messages(device="dev1")]
 
 
+def wait_for(done: Callable[[], Any], timeout: float, what: str, seen: Callable[[], str]) -> Any:
+    """Poll done() until it is true; on timeout say what was awaited and
+    what was seen instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = done()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; seen: {seen()}")
+        time.sleep(0.3)
+
+
+def hub_seen(hub: HubProcess) -> str:
+    hb = heartbeats(hub)
+    last = max(hb.values(), default=None)
+    return (f"{len(hb)} heartbeats at the hub, the latest stamped "
+            f"{'never' if last is None else f'{last - time.time():+.0f} s from now'}")
+
+
 def wait_heartbeat_after(hub: HubProcess, t: float, timeout: float, what: str) -> None:
-    def seen():
-        hb = heartbeats(hub)
-        return any(ts > t for ts in hb.values())
-    wait_until(seen, timeout, f"a heartbeat stamped after {what} (the agent's queue delivered)")
+    wait_for(lambda: any(ts > t for ts in heartbeats(hub).values()), timeout,
+             f"a heartbeat stamped after {what} (the agent's queue delivered)", lambda: hub_seen(hub))
 
 
 def assert_none_missing(hub: HubProcess, since: float, until: float, interval: float = INTERVAL) -> int:
@@ -214,7 +232,7 @@ def test_hub_killed_mid_publish(agent, hub, tmp_path):
     rng = random.Random(int.from_bytes(os.urandom(4), "little"))
     kills = 3
     with AgentProcess(agent, tmp_path, cfg) as ap:
-        wait_until(lambda: heartbeats(hub), 30, "a first heartbeat")
+        wait_for(lambda: heartbeats(hub), 30, "a first heartbeat", lambda: hub_seen(hub))
         started = min(heartbeats(hub).values())
         for _ in range(kills):
             time.sleep(rng.uniform(2, 6))
@@ -271,7 +289,8 @@ def test_disk_full_for_the_spool(agent, hub, tmp_path, small_state_dir):
         wait_heartbeat_after(hub, up, 90, "the hub came up")
         assert_none_missing(hub, started, up)
         assert committed <= set(message_ids(hub)), "messages committed to the spool did not arrive"
-        wait_until(lambda: delivery(hub)["queued"] == 0 or None, 30, "the agent to report an empty queue")
+        wait_for(lambda: delivery(hub)["queued"] == 0, 30, "the agent to report an empty queue",
+                 lambda: f"delivery counters {delivery(hub)}")
         d = delivery(hub)
         assert (d["dropped_timeout"], d["dropped_queue_full"], d["dropped_damaged"]) == (0, 0, 0), d
 
@@ -302,11 +321,12 @@ def test_sigkill_during_spool_writes(agent, hub, tmp_path):
     hub.start()
     with ap.start():
         want = len(committed)
-        wait_until(lambda: committed <= set(message_ids(hub)), 120,
-                   f"all {want} committed messages at the hub")
+        wait_for(lambda: committed <= set(message_ids(hub)), 120, f"all {want} committed messages at the hub",
+                 lambda: f"{len(committed - set(message_ids(hub)))} of them still missing")
         log = ap.log_text()
         assert "damaged record" not in log, "a restart found a damaged spool record"
-        wait_until(lambda: not list(spool.glob("seg-*.spool")), 30, "the spool to empty once delivered")
+        wait_for(lambda: not list(spool.glob("seg-*.spool")), 30, "the spool to empty once delivered",
+                 lambda: f"segments {[p.name for p in spool.glob('seg-*.spool')]}")
     received = set(message_ids(hub))
     print(f"{len(committed)} committed messages, all delivered; {len(received - committed)} more sent after the"
           " last restart")
@@ -331,21 +351,22 @@ def test_clock_jumps_keep_token_renewal_working(agent, hub, tmp_path, monkeypatc
         m.setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         ap = AgentProcess(agent, tmp_path, cfg).start()
     try:
-        wait_until(lambda: heartbeats(hub), 30, "a first heartbeat")
+        wait_for(lambda: heartbeats(hub), 30, "a first heartbeat", lambda: hub_seen(hub))
         phases = [("+1d", 86400, 25), ("+0", 0, 25), ("-20", -20, 0)]
         for spec, shift, hold in phases:
             offset.write_text(spec + "\n")
             jumped = time.time()
-            wait_until(lambda: any(abs(t - (time.time() + shift)) < 10 for t in heartbeats(hub).values()
-                                   if t > jumped + shift - 1), 40,
-                       f"a heartbeat stamped with the clock at {spec} (agent time {jumped + shift:.0f})")
+            wait_for(lambda: any(abs(t - (time.time() + shift)) < 10 for t in heartbeats(hub).values()
+                                 if t > jumped + shift - 1), 40,
+                     f"a heartbeat stamped with the clock at {spec} (agent time {jumped + shift:.0f})",
+                     lambda: hub_seen(hub))
             time.sleep(hold)
         # 20 s behind, a 60 s token is 40 s from expiry when the hub checks
         # it: the agent must connect again (renewal at 48 s, or the hub
         # closing the connection at expiry) and carry on.
         before = ap.log_text().count("iothub: connected to")
-        wait_until(lambda: ap.log_text().count("iothub: connected to") > before, 75,
-                   "a new connection while the clock is 20 s behind")
+        wait_for(lambda: ap.log_text().count("iothub: connected to") > before, 75,
+                 "a new connection while the clock is 20 s behind", lambda: ap.log_text()[-1500:])
         again = time.time()
         wait_heartbeat_after(hub, again - 20 + 1, 40, "the reconnection with the clock 20 s behind")
         log = ap.log_text()
