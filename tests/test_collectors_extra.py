@@ -209,3 +209,31 @@ def test_file_integrity_hostile_names_and_depth(any_build, tmp_path):
     created = {p["Path"] for p in payload(out, "FileIntegrity") if p["Change"] == "Created"}
     assert "/etc/bad\ufffd name" in created  # invalid UTF-8 and the newline cleaned
     assert "/etc/" + "/".join(["d"] * 8) in created and not any(p.endswith("too-deep") for p in created)
+
+
+def test_file_integrity_baseline_survives_a_restart(any_build, tmp_path):
+    """On the real root the baseline is kept in Agent_StateDirectory: a change
+    made while the agent was down is reported by the next run."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    (watched / "passwd").write_text("root:x:0:0\n")
+    (watched / "gone").write_text("x")
+    cfg = write_config(tmp_path, {"FileIntegrity_Paths": str(watched), "Agent_StateDirectory": str(tmp_path / "state"),
+                                  "Process_Disabled": True, "NetworkActivity_Disabled": True,
+                                  "Baseline_Disabled": True})
+
+    def changes():
+        out = run_agent(any_build, "--once", "--config", cfg).stdout
+        return {(p["Path"], p["Change"]) for p in payload(out, "FileIntegrity")}
+
+    assert changes() == set()  # the first run takes the baseline
+    (watched / "passwd").write_text("root:x:0:0\nevil:x:0:0\n")
+    (watched / "gone").unlink()
+    assert changes() == {(f"{watched}/passwd", "Modified"), (f"{watched}/gone", "Deleted")}
+    assert changes() == set()  # reported once
+    saved = tmp_path / "state" / "file-integrity.baseline"
+    lines = saved.read_text().splitlines()
+    lines[2] = "zz" + lines[2]  # after the header and the settings line
+    saved.write_text("\n".join(lines) + "\n")
+    proc = run_agent(any_build, "--once", "--config", cfg)
+    assert "damaged file integrity baseline" in proc.stderr and payload(proc.stdout, "FileIntegrity") == []

@@ -305,6 +305,198 @@ static const char *classify(const struct file_meta *a, const struct file_meta *b
 	return NULL;
 }
 
+/* ---- the baseline on disk ----
+ * Kept in the state directory so that a file changed while the agent was
+ * down (or across a reboot) is still reported. A line-oriented format of our
+ * own: one line per path, every field a number or hex, so that no file name
+ * can break it; the header holds the settings it was taken with. Only on the
+ * real root: --root and --replay trees are snapshots, not this system. */
+static const char *const baseline_magic = "defender-iot file-integrity 1";
+
+static void baseline_path(struct agent_ctx *ctx, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/file-integrity.baseline", agent_state_dir(ctx));
+}
+
+static void put_hex(FILE *f, const unsigned char *p, size_t n)
+{
+	if (!n)
+		fputc('-', f);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%02x", p[i]);
+}
+
+/* Decodes hex into a malloc'd NUL-terminated string ("-" is empty). */
+static char *get_hex(const char *hex, size_t max)
+{
+	size_t n = strcmp(hex, "-") == 0 ? 0 : strlen(hex);
+	if (n % 2 || n / 2 > max)
+		return NULL;
+	char *out = malloc(n / 2 + 1);
+	if (!out)
+		abort();
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned b;
+		if (sscanf(hex + 2 * i, "%2x", &b) != 1) {
+			free(out);
+			return NULL;
+		}
+		out[i] = (char)b;
+	}
+	out[n / 2] = '\0';
+	if (strlen(out) != n / 2) { /* an embedded NUL */
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static void save_baseline(struct agent_ctx *ctx, const struct fim_state *s)
+{
+	if (*agent_root(ctx) || strchr(s->settings, '\n'))
+		return;
+	char path[1200], tmp[1210];
+	baseline_path(ctx, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	mkdir(agent_state_dir(ctx), 0700);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		agent_warn(ctx, "%s: %s; the file integrity baseline will not survive a restart", tmp, strerror(errno));
+		return;
+	}
+	fprintf(f, "%s\n%s\n", baseline_magic, s->settings);
+	for (size_t i = 0; i < s->baseline.n; i++) {
+		const struct file_meta *m = &s->baseline.f[i];
+		fprintf(f, "%o %lu %lu %lld %llu %llu %lld %ld %lld %ld ", (unsigned)m->mode, (unsigned long)m->uid,
+			(unsigned long)m->gid, (long long)m->size, (unsigned long long)m->ino,
+			(unsigned long long)m->dev, (long long)m->mtime.tv_sec, m->mtime.tv_nsec,
+			(long long)m->ctime.tv_sec, m->ctime.tv_nsec);
+		put_hex(f, m->sha256, m->hashed ? 32 : 0);
+		fputc(' ', f);
+		put_hex(f, (const unsigned char *)m->link, m->link ? strlen(m->link) : 0);
+		fputc(' ', f);
+		fputc(m->link ? 'L' : '-', f);
+		fputc(' ', f);
+		put_hex(f, (const unsigned char *)m->path, strlen(m->path));
+		fputc('\n', f);
+	}
+	bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+	ok = fclose(f) == 0 && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		agent_warn(ctx, "%s: %s; the file integrity baseline will not survive a restart", path, strerror(errno));
+		unlink(tmp);
+	}
+}
+
+/* Parses one saved line into m; false if it is damaged. */
+static bool parse_saved(char *line, struct file_meta *m)
+{
+	unsigned mode;
+	unsigned long uid, gid;
+	long long size, msec, csec;
+	unsigned long long ino, dev;
+	long mns, cns;
+	char sha[72], link[2 * MAX_LINK + 2], kind[2], path[2 * MAX_PATH + 2];
+	if (sscanf(line, "%o %lu %lu %lld %llu %llu %lld %ld %lld %ld %71s %513s %1s %2049s", &mode, &uid, &gid,
+		   &size, &ino, &dev, &msec, &mns, &csec, &cns, sha, link, kind, path) != 14)
+		return false;
+	memset(m, 0, sizeof(*m));
+	m->mode = (mode_t)mode;
+	m->uid = (uid_t)uid;
+	m->gid = (gid_t)gid;
+	m->size = (off_t)size;
+	m->ino = (ino_t)ino;
+	m->dev = (dev_t)dev;
+	m->mtime.tv_sec = (time_t)msec;
+	m->mtime.tv_nsec = mns;
+	m->ctime.tv_sec = (time_t)csec;
+	m->ctime.tv_nsec = cns;
+	if (strcmp(sha, "-") != 0) {
+		char *raw = strlen(sha) == 64 ? get_hex(sha, 32) : NULL;
+		if (!raw)
+			return false;
+		memcpy(m->sha256, raw, 32); /* no NUL inside: get_hex checked */
+		free(raw);
+		m->hashed = true;
+	}
+	m->path = get_hex(path, MAX_PATH);
+	if (!m->path || m->path[0] != '/')
+		goto bad;
+	if (kind[0] == 'L' && !(m->link = get_hex(link, MAX_LINK)))
+		goto bad;
+	return true;
+bad:
+	free(m->path);
+	m->path = NULL;
+	return false;
+}
+
+static void load_baseline(struct agent_ctx *ctx, struct fim_state *s)
+{
+	if (*agent_root(ctx))
+		return;
+	char path[1200];
+	baseline_path(ctx, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int lineno = 0;
+	bool ok = true, matched = false;
+	struct table t = { 0 };
+	while (ok && (n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] == '\n')
+			line[n - 1] = '\0';
+		lineno++;
+		if (lineno == 1) {
+			ok = strcmp(line, baseline_magic) == 0;
+			continue;
+		}
+		if (lineno == 2) {
+			matched = strcmp(line, s->settings) == 0;
+			if (!matched)
+				break; /* taken with other settings: start afresh, quietly */
+			continue;
+		}
+		if (t.n >= (size_t)config_int(agent_config(ctx), "FileIntegrity_MaxFiles")) {
+			ok = false;
+			break;
+		}
+		if (t.n == t.cap) {
+			t.cap = t.cap ? t.cap * 2 : 256;
+			t.f = realloc(t.f, t.cap * sizeof(*t.f));
+			if (!t.f)
+				abort();
+		}
+		ok = parse_saved(line, &t.f[t.n]);
+		if (ok)
+			t.n++;
+	}
+	free(line);
+	fclose(f);
+	if (!ok) {
+		agent_warn(ctx, "%s:%d: damaged file integrity baseline; taking a new one", path, lineno);
+		table_free(&t);
+		return;
+	}
+	if (!matched) {
+		table_free(&t);
+		return;
+	}
+	qsort(t.f, t.n, sizeof(*t.f), cmp_meta);
+	s->baseline = t;
+	s->have_baseline = true;
+}
+
 static int collect(struct agent_ctx *ctx, void *state)
 {
 	struct fim_state *s = state;
@@ -336,6 +528,7 @@ static int collect(struct agent_ctx *ctx, void *state)
 		s->warned_full = true;
 	}
 
+	bool changed = !s->have_baseline;
 	if (s->have_baseline) {
 		/* Both tables are sorted by path: one merge finds every change. */
 		size_t i = 0, j = 0;
@@ -346,14 +539,19 @@ static int collect(struct agent_ctx *ctx, void *state)
 				 * stopped at FileIntegrity_MaxFiles before reaching it. */
 				if (!s->full)
 					report(ctx, "Deleted", &s->baseline.f[i], NULL);
+				changed = true;
 				i++;
 			} else if (c > 0) {
 				report(ctx, "Created", NULL, &now.f[j]);
+				changed = true;
 				j++;
 			} else {
 				const char *change = classify(&s->baseline.f[i], &now.f[j]);
 				if (change)
 					report(ctx, change, &s->baseline.f[i], &now.f[j]);
+				/* a new ctime alone (touch, link count) is saved too,
+				 * or every restart would hash the file again */
+				changed = changed || change || !same_time(s->baseline.f[i].ctime, now.f[j].ctime);
 				i++;
 				j++;
 			}
@@ -362,6 +560,9 @@ static int collect(struct agent_ctx *ctx, void *state)
 	table_free(&s->baseline);
 	s->baseline = now;
 	s->have_baseline = true;
+	/* Written only when something changed: flash wears with every write. */
+	if (changed)
+		save_baseline(ctx, s);
 	return 0;
 }
 
@@ -407,6 +608,7 @@ static void *init(struct agent_ctx *ctx)
 	if (!s)
 		abort();
 	s->settings = settings_of(ctx);
+	load_baseline(ctx, s);
 	return s;
 }
 
