@@ -27,7 +27,7 @@ from conftest import REPO
 
 KAS = REPO / "kas"
 KAS_BIN = Path(sys.executable).parent / "kas"
-DOCS = [REPO / "meta-defender-iot" / "README.md", REPO / "docs" / "integration.md"]
+DOCS = [REPO / "README.md", REPO / "meta-defender-iot" / "README.md", REPO / "docs" / "integration.md"]
 UPSTREAM = {
     "bitbake": [],
     "openembedded-core": ["meta"],
