@@ -80,6 +80,10 @@ def posture_then_hardening(bed: Testbed) -> Dict[str, str]:
     """On the project's image HARDENING's checks fail as built; on another
     image, those of them that fail are hardened (it may have none)."""
     before = baseline_results(bed)
+    # Error means the agent could not evaluate a check: on an image it runs
+    # on as designed, that is the agent's own fault.
+    errors = sorted(i for i, r in before.items() if r == "Error")
+    assert not errors, f"posture checks that could not be evaluated on the image: {errors}"
     failing = {i for i, r in before.items() if r == "Fail"}
     if bed.own_image:
         assert set(HARDENING) <= failing, \
