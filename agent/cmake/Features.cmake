@@ -27,6 +27,22 @@ function(_agent_read_tag file tag out)
   endif()
 endfunction()
 
+# A test or fuzz target that exercises one feature says so with lines like
+# `//needs: collector login`; it is built only when every one is enabled.
+function(agent_needs_met file out)
+  file(STRINGS ${file} _needs REGEX "^//needs:")
+  set(_ok TRUE)
+  foreach(n IN LISTS _needs)
+    string(REGEX REPLACE "^//needs:[ \t]*" "" n "${n}")
+    string(TOUPPER "AGENT_${n}" _opt)
+    string(REPLACE " " "_" _opt "${_opt}")
+    if(NOT ${_opt})
+      set(_ok FALSE)
+    endif()
+  endforeach()
+  set(${out} ${_ok} PARENT_SCOPE)
+endfunction()
+
 set(_registry_decls "")
 set(_registry_rows "")
 foreach(kind IN LISTS AGENT_FEATURE_KINDS)
