@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Set
 
 import pytest
 
+from defender_iot.features import load_features
 from defender_iot.hub import HubProcess
 from transport_support import AgentProcess, events_of, transport_options, write_secret
 
@@ -378,3 +379,105 @@ def test_clock_jumps_keep_token_renewal_working(agent, hub, tmp_path, monkeypatc
         assert ap.proc.poll() is None
     finally:
         ap.stop()
+
+
+def _brute_force_build(agent_factory):
+    opts = {f.option: (f.kind == "collector" and f.name in ("heartbeat", "login"))
+            or (f.kind == "detector" and f.name in ("brute_force", "custom")) or (f.kind == "transport" and f.name == "local")
+            for f in load_features()}
+    return agent_factory(opts)
+
+
+@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="needs libfaketime (apt: faketime)")
+@pytest.mark.timeout(240)
+def test_clock_jumps_keep_detector_windows_right(agent_factory, tmp_path):
+    """Lost: nothing. brute_force counts failed logins by their log
+    timestamps, a custom `failed_logins` rule by the agent's clock. The agent's wall clock (libfaketime) jumps an hour back, then
+    a day ahead, while sshd logs with the same clock (as syslogd would):
+    - an attack whose failures straddle the backward jump is detected, and
+      its incident ends after the quiet window of real time, not an hour
+      late;
+    - a user with two typos before the jump and two after, then two more
+      30 s later, raises nothing from either detector (the leak goes on
+      across the jump);
+    - an attack straddling the forward jump is detected too."""
+    agent = _brute_force_build(agent_factory)
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    root = tmp_path / "root"
+    log = root / "var" / "log" / "auth.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({
+        "Agent_StateDirectory": str(tmp_path / "state"), "Agent_Transport": "local", "Local_Path": "-",
+        "Login_PollingInterval": 300, "Login_UseUtmp": False, "Login_LogFiles": "/var/log/auth.log",
+        "CollectorsCore_PriorityIntervals": "0.02,0.02,0.02",
+        "BruteForce_FastThreshold": 5, "BruteForce_FastLeakSeconds": 10, "BruteForce_SlowThreshold": 1000,
+        "BruteForce_WindowThreshold": 1000, "BruteForce_WindowSeconds": 20,
+        "Custom_Rules": [{"id": "fails", "type": "failed_logins", "threshold": 6, "window_seconds": 60}]}))
+    os.chmod(cfg, 0o600)
+    shift = {"now": 0}
+
+    def fail(source: str, user: str, n: int) -> None:
+        stamp = time.strftime("%b %e %H:%M:%S", time.gmtime(time.time() + shift["now"]))
+        with open(log, "a") as f:
+            for i in range(n):
+                f.write(f"{stamp} testhost sshd[{4000 + i}]: Failed password for {user} from {source} "
+                        f"port {50000 + i} ssh2\n")
+
+    def jump(seconds: int) -> None:
+        offset.write_text(f"{seconds:+d}\n")
+        shift["now"] = seconds
+        time.sleep(1)  # lines written from now on carry the new clock
+
+    out = tmp_path / "agent.out"
+
+    def alerts() -> List[Dict[str, Any]]:
+        found = []
+        for line in out.read_text().splitlines():
+            for e in json.loads(line)["Events"]:
+                if e["EventType"] == "Alert":
+                    found += [{**p, "Name": e["Name"]} for p in e["Payload"]]
+        return found
+
+    def opened(source: str) -> List[Dict[str, Any]]:
+        return [a for a in alerts() if a["Evidence"].get("RemoteAddress") == source and a.get("State") != "Ended"]
+
+    def ended(source: str) -> List[Dict[str, Any]]:
+        return [a for a in alerts() if a.get("Incident") == source and a.get("State") == "Ended"]
+
+    env = {**os.environ, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(offset),
+           "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1", "TZ": "UTC"}
+    with open(out, "w") as sink:
+        proc = subprocess.Popen([str(agent.binary), "--config", str(cfg), "--root", str(root)], stdout=sink,
+                                stderr=subprocess.PIPE, text=True, env=env)
+    seen = lambda: json.dumps(alerts())[-1500:]  # noqa: E731
+    try:
+        time.sleep(1.5)
+        fail("198.51.100.7", "root", 3)
+        fail("198.51.100.8", "alice", 2)
+        time.sleep(1.5)
+        jump(-3600)
+        fail("198.51.100.7", "root", 3)
+        fail("198.51.100.8", "alice", 2)
+        wait_for(lambda: opened("198.51.100.7"), 15, "a BruteForce alert for the attack across the jump back", seen)
+        t_last = time.monotonic()
+        wait_for(lambda: ended("198.51.100.7"), 45, "the incident's end after 20 s of quiet", seen)
+        assert time.monotonic() - t_last < 40, "the incident ended late"
+        time.sleep(max(0.0, 30 - (time.monotonic() - t_last)))
+        fail("198.51.100.8", "alice", 2)
+        time.sleep(2)
+        assert not [a for a in alerts() if a.get("Incident") == "198.51.100.8"], \
+            f"six typos over 30 s across the jump raised an alert: {seen()}"
+
+        fail("198.51.100.9", "admin", 3)
+        time.sleep(1.5)
+        jump(86400)
+        fail("198.51.100.9", "admin", 3)
+        wait_for(lambda: opened("198.51.100.9"), 15, "a BruteForce alert for the attack across the jump ahead", seen)
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    print(err[-2000:])

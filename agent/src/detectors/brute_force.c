@@ -8,6 +8,7 @@
 #include "core/agent.h"
 #include "lib/detect_lru.h"
 #include "lib/detect_net.h"
+#include "lib/detect_clock.h"
 #include "lib/detect_util.h"
 
 #define RING 10       /* slots of the sliding window */
@@ -81,6 +82,7 @@ struct bf {
 	struct counts storm;          /* the many-sources incident */
 	long fast_n, fast_leak, slow_n, slow_leak, win_n, win_s, enum_n, success_s, max;
 	long ls_n, ls_gap, ls_s;
+	struct dclock clock;
 };
 
 static void configure(struct agent_ctx *ctx, void *state)
@@ -134,6 +136,45 @@ static uint32_t hash32(const char *s)
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 16777619u;
 	return h ? h : 1;
+}
+
+/* The wall clock jumped: move every kept time with it, so that windows
+ * and quiet periods go on measuring elapsed time (log lines written after
+ * the jump carry the new clock). */
+static void shift_counts(const struct bf *b, struct counts *k, long jump)
+{
+	k->fast.last = k->fast.last ? k->fast.last + (double)jump : 0;
+	k->slow.last = k->slow.last ? k->slow.last + (double)jump : 0;
+	k->first = dclock_shift(k->first, jump);
+	k->last = dclock_shift(k->last, jump);
+	k->alerted = dclock_shift(k->alerted, jump);
+	k->ended = dclock_shift(k->ended, jump);
+	k->success = dclock_shift(k->success, jump);
+	k->lowslow_alerted = dclock_shift(k->lowslow_alerted, jump);
+	for (int i = 0; i < SLOW_TIMES; i++)
+		k->slow_times[i] = dclock_shift(k->slow_times[i], jump);
+	if (!k->ring_slot)
+		return;
+	long long slot_len = b->win_s / RING > 0 ? b->win_s / RING : 1;
+	long long d = jump / slot_len, r = ((d % RING) + RING) % RING;
+	uint32_t ring[RING];
+	for (int i = 0; i < RING; i++)
+		ring[(i + r) % RING] = k->ring[i];
+	memcpy(k->ring, ring, sizeof(ring));
+	k->ring_slot += d;
+}
+
+static void follow_clock(struct agent_ctx *ctx, struct bf *b)
+{
+	long jump = dclock_jump(&b->clock, ctx);
+	if (!jump)
+		return;
+	for (struct counts *k = dlru_next(&b->sources, NULL); k; k = dlru_next(&b->sources, k))
+		shift_counts(b, k, jump);
+	for (struct counts *k = dlru_next(&b->users, NULL); k; k = dlru_next(&b->users, k))
+		shift_counts(b, k, jump);
+	shift_counts(b, &b->storm, jump);
+	b->source_alerts.last = b->source_alerts.last ? b->source_alerts.last + (double)jump : 0;
 }
 
 static uint32_t window_sum(struct counts *k, long long slot)
@@ -478,6 +519,7 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 	struct bf *b = state;
 	if (strcmp(event, "Login") != 0)
 		return;
+	follow_clock(ctx, b);
 	time_t now = agent_now(ctx);
 	time_t t = dparse_utc(dfield_str(entry, "TimestampUTC"));
 	if (t == (time_t)-1 || t > now + 300)
@@ -504,6 +546,7 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 static void tick(struct agent_ctx *ctx, void *state)
 {
 	struct bf *b = state;
+	follow_clock(ctx, b);
 	time_t now = agent_now(ctx);
 	for (struct counts *k = dlru_next(&b->sources, NULL); k; k = dlru_next(&b->sources, k)) {
 		time_t quiet_since = k->last > k->success ? k->last : k->success;

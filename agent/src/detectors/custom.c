@@ -9,6 +9,7 @@
 #include "core/agent.h"
 #include "lib/detect_lru.h"
 #include "lib/detect_net.h"
+#include "lib/detect_clock.h"
 #include "lib/detect_util.h"
 #include "lib/ere.h"
 
@@ -76,7 +77,22 @@ struct custom {
 	struct dlru slots;
 	long long socket_ms, process_ms;
 	char *applied;      /* the Custom_Rules text the rules were built from */
+	struct dclock clock;
 };
+
+/* The wall clock jumped: the windows move with it (they measure elapsed
+ * time). */
+static void follow_clock(struct agent_ctx *ctx, struct custom *c)
+{
+	long jump = dclock_jump(&c->clock, ctx);
+	if (!jump)
+		return;
+	for (struct slot *s = dlru_next(&c->slots, NULL); s; s = dlru_next(&c->slots, s)) {
+		s->first = dclock_shift(s->first, jump);
+		s->last = dclock_shift(s->last, jump);
+		s->bucket.last = s->bucket.last ? s->bucket.last + (double)jump : 0;
+	}
+}
 
 static const char *const severities[] = { "Informational", "Low", "Medium", "High", "Critical", NULL };
 
@@ -631,6 +647,7 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 	struct custom *c = state;
 	if (!c->nrules)
 		return;
+	follow_clock(ctx, c);
 	bool sockets = strcmp(event, "SocketSample") == 0;
 	bool process = strcmp(event, "ProcessSample") == 0;
 	if (sockets)
@@ -656,6 +673,7 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 static void tick(struct agent_ctx *ctx, void *state)
 {
 	struct custom *c = state;
+	follow_clock(ctx, c);
 	time_t now = agent_now(ctx);
 	struct slot *next;
 	for (struct slot *s = dlru_next(&c->slots, NULL); s; s = next) {
