@@ -341,7 +341,7 @@ def test_clock_jumps_keep_token_renewal_working(agent, hub, tmp_path, monkeypatc
     behind, while SAS tokens live 60 s: renewal follows the monotonic clock
     (every 48 s, no reconnect storm after a forward jump), each new token is
     accepted, and heartbeats keep arriving after every jump. (Detector
-    windows under clock jumps are not tested here.)"""
+    windows: test_clock_jumps_keep_detector_windows_right.)"""
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")
     cfg = hub_config(hub, tmp_path, IothubModule_SasTokenLifetime=60)
