@@ -69,6 +69,27 @@ static void report(struct agent_ctx *ctx, const struct procnet_socket *s, int pi
 	agent_report(ctx, o, key);
 }
 
+static void observe(struct agent_ctx *ctx, const struct procnet_list *all, const struct procnet_owners *owners,
+		    long long now)
+{
+	cJSON *sample = cJSON_CreateObject();
+	cJSON *socks = cJSON_CreateArray();
+	pj_item(sample, "Sockets", socks);
+	for (size_t i = 0; i < all->len; i++) {
+		const struct procnet_socket *s = &all->v[i];
+		cJSON *o = cJSON_CreateObject();
+		procnet_add_fields(o, s, true);
+		pj_num(o, "Inode", (double)s->inode);
+		pj_num(o, "Uid", s->uid);
+		pj_num(o, "ProcessId", procnet_owner(owners, s->inode));
+		cJSON_AddItemToArray(socks, o);
+	}
+	pj_num(sample, "SampleTimeMs", (double)now);
+	agent_observe(ctx, "SocketSample", sample);
+	cJSON_Delete(sample);
+	observe_counters(ctx, now);
+}
+
 static int collect(struct agent_ctx *ctx, void *state)
 {
 	struct state *st = state;
@@ -79,24 +100,11 @@ static int collect(struct agent_ctx *ctx, void *state)
 	struct procnet_owners owners;
 	procnet_owners_find(ctx, &all, &owners);
 
-	/* The whole table for detectors first, freed before the reports pile
-	 * up: the two together would be the agent's peak of memory. */
-	cJSON *sample = cJSON_CreateObject();
-	cJSON *socks = cJSON_CreateArray();
-	pj_item(sample, "Sockets", socks);
-	for (size_t i = 0; i < all.len; i++) {
-		const struct procnet_socket *s = &all.v[i];
-		cJSON *o = cJSON_CreateObject();
-		procnet_add_fields(o, s, true);
-		pj_num(o, "Inode", (double)s->inode);
-		pj_num(o, "Uid", s->uid);
-		pj_num(o, "ProcessId", procnet_owner(&owners, s->inode));
-		cJSON_AddItemToArray(socks, o);
-	}
-	pj_num(sample, "SampleTimeMs", (double)now);
-	agent_observe(ctx, "SocketSample", sample);
-	cJSON_Delete(sample);
-	observe_counters(ctx, now);
+	/* The whole table for detectors (if any) first, freed before the
+	 * reports pile up: the two together would be the agent's peak of
+	 * memory. */
+	if (agent_observed(ctx))
+		observe(ctx, &all, &owners, now);
 
 	uint64_t *seen = malloc((all.len ? all.len : 1) * sizeof(*seen));
 	size_t nseen = 0;

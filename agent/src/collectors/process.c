@@ -318,6 +318,7 @@ static int collect(struct agent_ctx *ctx, void *state)
 		return -1;
 	}
 	size_t ncur = 0;
+	bool observed = agent_observed(ctx);
 	for (size_t i = 0; i < scan.n; i++) {
 		int dfd = proc_scan_pid(&scan, pids[i]);
 		if (dfd < 0)
@@ -336,7 +337,10 @@ static int collect(struct agent_ctx *ctx, void *state)
 			refresh_details(dfd, &ps, k, e);
 		else
 			read_details(dfd, &ps, e);
-		observe(ctx, st, dfd, &ps, e);
+		/* The samples (and the walk of every fd they need) are for
+		 * detectors only. */
+		if (observed)
+			observe(ctx, st, dfd, &ps, e);
 		close(dfd);
 	}
 	proc_scan_close(&scan);

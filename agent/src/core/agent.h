@@ -55,6 +55,9 @@ void agent_report(struct agent_ctx *ctx, cJSON *entry, const char *key);
 /* An entry for detectors only (per-poll samples such as CPU time or socket
  * tables); it never appears in a message. Ownership stays with the caller. */
 void agent_observe(struct agent_ctx *ctx, const char *kind, const cJSON *entry);
+/* Whether anything reads what agent_observe() passes (a detector with
+ * on_entry): a collector skips building samples nobody reads. */
+bool agent_observed(const struct agent_ctx *ctx);
 
 /* ---- alerts (detectors) -----------------------------------------------
  * Raise an alert. `name` is e.g. "BruteForce" or "Custom:rule-id", severity one

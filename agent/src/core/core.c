@@ -207,6 +207,14 @@ void agent_observe(struct agent_ctx *ctx, const char *kind, const cJSON *entry)
 		dispatch(ctx, kind, entry);
 }
 
+bool agent_observed(const struct agent_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->ndetectors; i++)
+		if (ctx->detectors[i].d->on_entry)
+			return true;
+	return false;
+}
+
 /* ---- alerts ---- */
 
 static cJSON *new_event(const char *type, const char *name, enum event_category cat, cJSON *payload,
