@@ -27,7 +27,7 @@ static const struct config_key keys[] = {
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
 
-enum { MAX_PIDS = 1024, FANOUT_MAX = 64, NSAMPLE = 5 };
+enum { FANOUT_MAX = 64, NSAMPLE = 5 };
 
 enum indicator {
 	IND_DELETED, IND_TEMP, IND_RANDOM_NAME, IND_RAW_TCP, IND_FANOUT, IND_LOCK, IND_WATCHDOG, IND_COUNT
@@ -40,7 +40,7 @@ static const char *const ind_names[IND_COUNT] = {
 static const int ind_weight[IND_COUNT] = { 1, 1, 1, 2, 1, 2, 1 };
 
 struct proc {
-	struct dproc_info p;
+	struct dproc_entry e;      /* e.socket_ms: the latest socket table that showed a sign */
 	bool ind[IND_COUNT];
 	long long fan_start_ms;
 	uint32_t fan[FANOUT_MAX];
@@ -48,13 +48,10 @@ struct proc {
 	char sample[NSAMPLE][46];
 	int nsample;
 	long lock_port;
-	int score;
-	bool alerted;
-	long long socket_ms;       /* last socket sample that showed one of its sockets */
 };
 
 struct bn {
-	struct dlru procs;
+	struct dproc_table t;
 	struct dnet_ports telnet, lock, guarded;
 	struct dlist raw_allow, watchdog_allow;
 	long fanout;
@@ -64,7 +61,6 @@ struct bn {
 	struct dnet_ports baseline;  /* guarded ports listening at start */
 	long gone[8];
 	int ngone;
-	long long process_ms, socket_ms;
 };
 
 static void configure(struct agent_ctx *ctx, void *state)
@@ -81,23 +77,6 @@ static void configure(struct agent_ctx *ctx, void *state)
 	for (long port = 0; port < 65536 && b->nguarded < 16; port++)
 		if (dnet_ports_has(&b->guarded, port))
 			b->guarded_list[b->nguarded++] = port;
-}
-
-static void *init(struct agent_ctx *ctx)
-{
-	struct bn *b = calloc(1, sizeof(*b));
-	if (b && dlru_init(&b->procs, MAX_PIDS, sizeof(struct proc)) != 0)
-		agent_warn(ctx, "out of memory");
-	return b;
-}
-
-static void fini(void *state)
-{
-	struct bn *b = state;
-	if (!b)
-		return;
-	dlru_free(&b->procs);
-	free(b);
 }
 
 /* Mirai renames itself to a random alphanumeric string unlike its file:
@@ -124,46 +103,41 @@ static bool random_name(const char *name, const char *exe)
 	return strstr(base, name) == NULL && strncmp(name, base, strlen(base)) != 0;
 }
 
-static void on_sample(struct agent_ctx *ctx, struct bn *b, const cJSON *e)
+static void on_sample(struct agent_ctx *ctx, void *state, const struct dproc_sample *s)
 {
-	struct dproc_sample s;
-	dproc_parse(e, &s);
-	long pid = s.pid;
-	if (pid <= 0 || !*s.exe)
+	struct bn *b = state;
+	long pid = s->pid;
+	if (pid <= 0 || !*s->exe)
 		return; /* kernel threads have no executable */
 	/* Most processes show no sign: they get no entry (one made from a
 	 * socket sign is found and completed here). */
 	bool watchdog = false;
 	const cJSON *t;
-	cJSON_ArrayForEach(t, s.fd_targets) {
+	cJSON_ArrayForEach(t, s->fd_targets) {
 		if (cJSON_IsString(t) && strncmp(t->valuestring, "/dev/watchdog", 13) == 0 && pid != 1)
 			watchdog = true;
 	}
-	struct proc *p = dproc_lookup(&b->procs, pid, false);
-	if (!p && !s.deleted && !watchdog && !dproc_exe_in_temp(s.exe) && !random_name(s.name, s.exe))
+	struct proc *p = dproc_lookup(&b->t.procs, pid, false);
+	if (!p && !s->deleted && !watchdog && !dproc_exe_in_temp(s->exe) && !random_name(s->name, s->exe))
 		return;
 	if (!p)
-		p = dproc_lookup(&b->procs, pid, true);
+		p = dproc_lookup(&b->t.procs, pid, true);
 	if (!p)
 		return;
-	bool changed = dproc_fill(&p->p, &s);
-	long long ms = s.sample_ms >= 0 ? s.sample_ms : agent_monotonic_ms(ctx);
-	p->p.seen_ms = ms;
-	if (ms > b->process_ms)
-		b->process_ms = ms;
-	p->ind[IND_DELETED] = p->p.deleted;
-	p->ind[IND_TEMP] = dproc_exe_in_temp(p->p.exe);
+	bool changed = dproc_table_fill(ctx, &b->t, &p->e, s);
+	p->ind[IND_DELETED] = p->e.p.deleted;
+	p->ind[IND_TEMP] = dproc_exe_in_temp(p->e.p.exe);
 	if (changed)
-		p->ind[IND_RANDOM_NAME] = random_name(p->p.name, p->p.exe);
-	p->ind[IND_WATCHDOG] = watchdog && !dname_in(&b->watchdog_allow, p->p.exe, p->p.name);
+		p->ind[IND_RANDOM_NAME] = random_name(p->e.p.name, p->e.p.exe);
+	p->ind[IND_WATCHDOG] = watchdog && !dname_in(&b->watchdog_allow, p->e.p.exe, p->e.p.name);
 }
 
-static void on_sockets(struct agent_ctx *ctx, struct bn *b, const cJSON *sample)
+static void on_sockets(struct agent_ctx *ctx, void *state, const struct dsock *tab, size_t nsock)
 {
-	b->socket_ms = (long long)dfield_num(sample, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	(void)ctx;
+	struct bn *b = state;
+	long long socket_ms = b->t.socket_ms;
 	struct dnet_ports *now = calloc(1, sizeof(*now));
-	size_t nsock;
-	const struct dsock *tab = dsock_table(sample, &nsock);
 	for (size_t k = 0; k < nsock; k++) {
 		struct dsock s = tab[k];
 		if (s.tcp && s.listening && now)
@@ -172,23 +146,23 @@ static void on_sockets(struct agent_ctx *ctx, struct bn *b, const cJSON *sample)
 			continue;
 		struct proc *p = NULL;
 		if (s.raw && s.rport == 6) {
-			p = dproc_lookup(&b->procs, s.pid, true);
+			p = dproc_lookup(&b->t.procs, s.pid, true);
 			if (p)
 				p->ind[IND_RAW_TCP] = true;
 		} else if (s.tcp && s.listening && dnet_ports_has(&b->lock, s.lport) &&
 			   dnet_text_is_local(s.laddr) && strcmp(s.laddr, "0.0.0.0") != 0 && strcmp(s.laddr, "::") != 0) {
-			p = dproc_lookup(&b->procs, s.pid, true);
+			p = dproc_lookup(&b->t.procs, s.pid, true);
 			if (p) {
 				p->ind[IND_LOCK] = true;
 				p->lock_port = s.lport;
 			}
 		} else if (s.tcp && dnet_ports_has(&b->telnet, s.rport) && s.remote &&
 			   (strcmp(s.state, "SYN_SENT") == 0 || strcmp(s.state, "ESTABLISHED") == 0)) {
-			p = dproc_lookup(&b->procs, s.pid, true);
+			p = dproc_lookup(&b->t.procs, s.pid, true);
 			if (!p)
 				continue;
-			if (b->socket_ms - p->fan_start_ms > 60000) {
-				p->fan_start_ms = b->socket_ms;
+			if (socket_ms - p->fan_start_ms > 60000) {
+				p->fan_start_ms = socket_ms;
 				p->nfan = 0;
 			}
 			uint32_t h = 2166136261u;
@@ -206,7 +180,7 @@ static void on_sockets(struct agent_ctx *ctx, struct bn *b, const cJSON *sample)
 				p->ind[IND_FANOUT] = true;
 		}
 		if (p)
-			p->socket_ms = b->socket_ms;
+			p->e.socket_ms = socket_ms;
 	}
 	if (!now)
 		return;
@@ -223,19 +197,12 @@ static void on_sockets(struct agent_ctx *ctx, struct bn *b, const cJSON *sample)
 	free(now);
 }
 
-static void end_incident(struct agent_ctx *ctx, struct proc *p)
+static void evaluate(struct agent_ctx *ctx, void *state, void *entry)
 {
-	if (p->alerted)
-		dproc_end(ctx, "Botnet", p->p.pid);
-	p->alerted = false;
-}
-
-static void evaluate(struct agent_ctx *ctx, struct bn *b, struct proc *p)
-{
-	if (p->alerted || !p->p.seen_ms)
-		return;
+	struct bn *b = state;
+	struct proc *p = entry;
 	/* raw-socket holders on the allowlist are not indicators */
-	if (p->ind[IND_RAW_TCP] && dname_in(&b->raw_allow, p->p.exe, p->p.name))
+	if (p->ind[IND_RAW_TCP] && dname_in(&b->raw_allow, p->e.p.exe, p->e.p.name))
 		p->ind[IND_RAW_TCP] = false;
 	int score = 0;
 	for (int i = 0; i < IND_COUNT; i++)
@@ -246,9 +213,8 @@ static void evaluate(struct agent_ctx *ctx, struct bn *b, struct proc *p)
 	score += killer;
 	if (score < 2)
 		return;
-	p->alerted = true;
 	cJSON *e = cJSON_CreateObject();
-	dproc_evidence(e, &p->p);
+	dproc_evidence(e, &p->e.p);
 	cJSON *ind = cJSON_AddArrayToObject(e, "Indicators");
 	for (int i = 0; i < IND_COUNT; i++)
 		if (p->ind[i])
@@ -269,61 +235,37 @@ static void evaluate(struct agent_ctx *ctx, struct bn *b, struct proc *p)
 		for (int i = 0; i < b->ngone; i++)
 			cJSON_AddItemToArray(g, cJSON_CreateNumber((double)b->gone[i]));
 	}
-	char inc[32], desc[200];
-	snprintf(inc, sizeof(inc), "pid:%ld", p->p.pid);
-	snprintf(desc, sizeof(desc), "process '%.31s' behaves like a Mirai-style bot (score %d)", p->p.name, score);
-	struct alert a = {
+	char desc[200];
+	snprintf(desc, sizeof(desc), "process '%.31s' behaves like a Mirai-style bot (score %d)", p->e.p.name, score);
+	dproc_table_alert(ctx, &b->t, &p->e, score >= 4 ? "Critical" : "High", desc, e);
+}
+
+static const struct dproc_ops ops = {
+	.kind = {
 		.name = "Botnet",
-		.severity = score >= 4 ? "Critical" : "High",
-		.description = desc,
 		.remediation = "Isolate the device, kill the process and reboot (Mirai-style bots live in memory); "
 			       "change every default or weak password, disable telnet and close the ports it came "
 			       "through before reconnecting the device.",
 		.mitre = "T1583.005",
-		.incident = inc,
-		.evidence = e,
-	};
-	agent_alert(ctx, &a);
-}
+	},
+	.state_size = sizeof(struct bn),
+	.entry_size = sizeof(struct proc),
+	.sample = on_sample,
+	.sockets = on_sockets,
+	.evaluate = evaluate,
+};
 
-static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
+static void *init(struct agent_ctx *ctx)
 {
-	struct bn *b = state;
-	if (strcmp(event, "ProcessSample") == 0) {
-		on_sample(ctx, b, entry);
-	} else if (strcmp(event, "SocketSample") == 0) {
-		on_sockets(ctx, b, entry);
-	} else if (strcmp(event, "Process") == 0 && strcmp(dfield_str(entry, "EventType"), "Exit") == 0) {
-		struct proc *p = dproc_lookup(&b->procs, (long)dfield_num(entry, "ProcessId", 0), false);
-		if (p) {
-			end_incident(ctx, p);
-			dlru_remove(&b->procs, p);
-		}
-	}
-}
-
-static void tick(struct agent_ctx *ctx, void *state)
-{
-	struct bn *b = state;
-	struct proc *next;
-	for (struct proc *p = dlru_next(&b->procs, NULL); p; p = next) {
-		next = dlru_next(&b->procs, p);
-		bool gone = dproc_gone(&p->p, p->socket_ms, b->process_ms, b->socket_ms);
-		if (gone) {
-			end_incident(ctx, p);
-			dlru_remove(&b->procs, p);
-			continue;
-		}
-		evaluate(ctx, b, p);
-	}
+	return dproc_table_new(ctx, &ops);
 }
 
 const struct detector detector_botnet = {
 	.name = "botnet",
 	.keys = keys,
 	.init = init,
-	.on_entry = on_entry,
-	.tick = tick,
+	.on_entry = dproc_table_on_entry,
+	.tick = dproc_table_tick,
 	.configure = configure,
-	.fini = fini,
+	.fini = dproc_table_free,
 };

@@ -53,6 +53,33 @@ static const struct config_key keys[] = {
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
 
+static const struct alert source_alert = {
+	.name = "BruteForce",
+	.remediation = "Block the source address, require key-based authentication, disable password "
+		       "logins for root and rate-limit the login service (sshd MaxAuthTries, dropbear -j -k).",
+	.mitre = "T1110",
+};
+static const struct alert user_alert = {
+	.name = "BruteForce",
+	.remediation = "A distributed password-guessing attack targets this account: disable password "
+		       "logins for it, use keys, and block the sources.",
+	.mitre = "T1110",
+};
+static const struct alert storm_alert = {
+	.name = "BruteForce",
+	.description = "failed logins from more sources at once than are alerted one by one",
+	.remediation = "A large distributed password-guessing attack: keep the login service off the "
+		       "internet or behind a VPN, use keys only, and rate-limit new connections.",
+	.mitre = "T1110",
+};
+static const struct alert success_alert = {
+	.name = "BruteForceSuccess",
+	.severity = "Critical",
+	.remediation = "Treat the account as compromised: end its sessions, change its password or keys, "
+		       "block the source and inspect the device for changes made since the login.",
+	.mitre = "T1110",
+};
+
 /* Failures seen from one source (or against one user). */
 struct counts {
 	struct dbucket fast, slow;
@@ -298,6 +325,11 @@ static cJSON *evidence(const struct bf *b, const struct counts *k)
 	return e;
 }
 
+static const char *severity(const struct counts *k)
+{
+	return k->privileged ? "Critical" : "High";
+}
+
 static void raise_source(struct agent_ctx *ctx, struct bf *b, struct counts *k, const char *addr, const char *exe)
 {
 	cJSON *e = evidence(b, k);
@@ -309,17 +341,7 @@ static void raise_source(struct agent_ctx *ctx, struct bf *b, struct counts *k, 
 	char desc[256], inc[96];
 	snprintf(desc, sizeof(desc), "%.0f failed logins from one source (%s threshold)", k->failed, k->variant);
 	dincident_addr(ctx, "", addr, inc, sizeof(inc));
-	struct alert a = {
-		.name = "BruteForce",
-		.severity = k->privileged ? "Critical" : "High",
-		.description = desc,
-		.remediation = "Block the source address, require key-based authentication, disable password "
-			       "logins for root and rate-limit the login service (sshd MaxAuthTries, dropbear -j -k).",
-		.mitre = "T1110",
-		.incident = inc,
-		.evidence = e,
-	};
-	agent_alert(ctx, &a);
+	dalert(ctx, &source_alert, severity(k), desc, inc, e);
 }
 
 static void raise_user(struct agent_ctx *ctx, struct bf *b, struct counts *k, const char *user)
@@ -332,17 +354,7 @@ static void raise_user(struct agent_ctx *ctx, struct bf *b, struct counts *k, co
 	snprintf(inc, sizeof(inc), "user:%s", user);
 	snprintf(desc, sizeof(desc), "%.0f failed logins for one user from %d or more sources (%s threshold)",
 		 k->failed, k->ndistinct, k->variant);
-	struct alert a = {
-		.name = "BruteForce",
-		.severity = k->privileged ? "Critical" : "High",
-		.description = desc,
-		.remediation = "A distributed password-guessing attack targets this account: disable password "
-			       "logins for it, use keys, and block the sources.",
-		.mitre = "T1110",
-		.incident = inc,
-		.evidence = e,
-	};
-	agent_alert(ctx, &a);
+	dalert(ctx, &user_alert, severity(k), desc, inc, e);
 }
 
 static void incident_of(const struct agent_ctx *ctx, const char *key, bool user, char *out, size_t size)
@@ -363,17 +375,29 @@ static cJSON *end_evidence(const struct counts *k)
 
 /* The entry for key; when the map is full the least recent entry goes, and
  * its open incidents end with it rather than stay open for ever. */
+/* End k's open incidents: its source or user was quiet for a window, or
+ * leaves the table. */
+static void end_incidents(struct agent_ctx *ctx, const struct dlru *m, struct counts *k, bool user, time_t now)
+{
+	if (!k->alerted && !k->success)
+		return;
+	char inc[96];
+	incident_of(ctx, dlru_key(m, k), user, inc, sizeof(inc));
+	if (k->alerted) {
+		agent_alert_end(ctx, source_alert.name, inc, end_evidence(k));
+		k->ended = now;
+	}
+	if (k->success)
+		agent_alert_end(ctx, success_alert.name, inc, end_evidence(k));
+	k->alerted = k->success = 0;
+	k->in_storm = false;
+}
+
 static struct counts *tracked(struct agent_ctx *ctx, struct dlru *m, const char *key, bool user)
 {
 	struct counts *old = m->len == m->capacity && !dlru_peek(m, key) ? dlru_oldest(m) : NULL;
-	if (old && (old->alerted || old->success)) {
-		char inc[96];
-		incident_of(ctx, dlru_key(m, old), user, inc, sizeof(inc));
-		if (old->alerted)
-			agent_alert_end(ctx, "BruteForce", inc, end_evidence(old));
-		if (old->success)
-			agent_alert_end(ctx, "BruteForceSuccess", inc, end_evidence(old));
-	}
+	if (old)
+		end_incidents(ctx, m, old, user, agent_now(ctx));
 	return dlru_get(m, key, true, NULL);
 }
 
@@ -397,17 +421,7 @@ static void raise_storm(struct agent_ctx *ctx, struct bf *b, struct counts *s, c
 	cJSON *e = evidence(b, k);
 	cJSON_AddItemToObject(e, "RemoteAddresses", names_array(k));
 	cJSON_AddNumberToObject(e, "SourcesAlertedSeparately", MAX_SOURCE_ALERTS);
-	struct alert a = {
-		.name = "BruteForce",
-		.severity = k->privileged ? "Critical" : "High",
-		.description = "failed logins from more sources at once than are alerted one by one",
-		.remediation = "A large distributed password-guessing attack: keep the login service off the "
-			       "internet or behind a VPN, use keys only, and rate-limit new connections.",
-		.mitre = "T1110",
-		.incident = "many-sources",
-		.evidence = e,
-	};
-	agent_alert(ctx, &a);
+	dalert(ctx, &storm_alert, severity(k), NULL, "many-sources", e);
 }
 
 static void on_failure(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, time_t t)
@@ -501,17 +515,7 @@ static void on_success(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, 
 	char desc[256], inc[96];
 	snprintf(desc, sizeof(desc), "successful login as '%.64s' from a source that was brute-forcing", user);
 	dincident_addr(ctx, "", addr, inc, sizeof(inc));
-	struct alert a = {
-		.name = "BruteForceSuccess",
-		.severity = "Critical",
-		.description = desc,
-		.remediation = "Treat the account as compromised: end its sessions, change its password or keys, "
-			       "block the source and inspect the device for changes made since the login.",
-		.mitre = "T1110",
-		.incident = inc,
-		.evidence = e,
-	};
-	agent_alert(ctx, &a);
+	dalert(ctx, &success_alert, NULL, desc, inc, e);
 }
 
 static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
@@ -543,41 +547,25 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 	}
 }
 
+/* End the incidents of the sources or users quiet for a window. */
+static void quiet(struct agent_ctx *ctx, const struct bf *b, struct dlru *m, bool user, time_t now)
+{
+	for (struct counts *k = dlru_next(m, NULL); k; k = dlru_next(m, k))
+		if (now - (k->last > k->success ? k->last : k->success) >= b->win_s)
+			end_incidents(ctx, m, k, user, now);
+}
+
 static void tick(struct agent_ctx *ctx, void *state)
 {
 	struct bf *b = state;
 	follow_clock(ctx, b);
 	time_t now = agent_now(ctx);
-	for (struct counts *k = dlru_next(&b->sources, NULL); k; k = dlru_next(&b->sources, k)) {
-		time_t quiet_since = k->last > k->success ? k->last : k->success;
-		if (now - quiet_since < b->win_s)
-			continue;
-		char addr[96];
-		incident_of(ctx, dlru_key(&b->sources, k), false, addr, sizeof(addr));
-		if (k->alerted) {
-			agent_alert_end(ctx, "BruteForce", addr, end_evidence(k));
-			k->alerted = 0;
-			k->in_storm = false;
-			k->ended = now;
-		}
-		if (k->success) {
-			agent_alert_end(ctx, "BruteForceSuccess", addr, end_evidence(k));
-			k->success = 0;
-		}
-	}
+	quiet(ctx, b, &b->sources, false, now);
 	if (b->storm.alerted && now - b->storm.last >= b->win_s) {
-		agent_alert_end(ctx, "BruteForce", "many-sources", end_evidence(&b->storm));
+		agent_alert_end(ctx, source_alert.name, "many-sources", end_evidence(&b->storm));
 		memset(&b->storm, 0, sizeof(b->storm));
 	}
-	for (struct counts *k = dlru_next(&b->users, NULL); k; k = dlru_next(&b->users, k)) {
-		if (k->alerted && now - k->last >= b->win_s) {
-			char inc[96];
-			incident_of(ctx, dlru_key(&b->users, k), true, inc, sizeof(inc));
-			agent_alert_end(ctx, "BruteForce", inc, end_evidence(k));
-			k->alerted = 0;
-			k->ended = now;
-		}
-	}
+	quiet(ctx, b, &b->users, true, now);
 }
 
 const struct detector detector_brute_force = {

@@ -34,18 +34,14 @@ static const struct config_key keys[] = {
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
 
-enum { MAX_PIDS = 1024 };
-
 struct proc {
-	struct dproc_info p;
+	struct dproc_entry e;      /* e.socket_ms: the latest socket table that showed a pool connection */
 	double last_ticks;
 	long long last_ms;
 	long long high_since_ms;   /* 0: below the CPU threshold */
 	double cpu_pct;
-	long long pool_ms;         /* socket sample that last saw a pool connection */
 	char pool_addr[46];
 	long pool_port;
-	bool alerted;
 	/* name checks, done once per configuration and command line */
 	unsigned gen;
 	bool allowed, named, temp;
@@ -53,12 +49,11 @@ struct proc {
 };
 
 struct cm {
-	struct dlru procs;
+	struct dproc_table t;
 	struct dnet_ports pool_ports;
 	struct dlist names, patterns, allow;
 	long cpu_pct, cpu_s;
 	unsigned gen;
-	long long process_ms, socket_ms;
 };
 
 static void configure(struct agent_ctx *ctx, void *state)
@@ -74,43 +69,22 @@ static void configure(struct agent_ctx *ctx, void *state)
 	m->gen = m->gen + 1 ? m->gen + 1 : 1;
 }
 
-static void *init(struct agent_ctx *ctx)
-{
-	struct cm *m = calloc(1, sizeof(*m));
-	if (m && dlru_init(&m->procs, MAX_PIDS, sizeof(struct proc)) != 0)
-		agent_warn(ctx, "out of memory");
-	return m;
-}
-
-static void fini(void *state)
+static void on_sample(struct agent_ctx *ctx, void *state, const struct dproc_sample *s)
 {
 	struct cm *m = state;
-	if (!m)
+	if (s->pid <= 0)
 		return;
-	dlru_free(&m->procs);
-	free(m);
-}
-
-static void on_sample(struct agent_ctx *ctx, struct cm *m, const cJSON *e)
-{
-	struct dproc_sample s;
-	dproc_parse(e, &s);
-	if (s.pid <= 0)
-		return;
-	struct proc *p = dproc_lookup(&m->procs, s.pid, true);
+	struct proc *p = dproc_lookup(&m->t.procs, s->pid, true);
 	if (!p)
 		return;
-	long long ms = s.sample_ms >= 0 ? s.sample_ms : agent_monotonic_ms(ctx);
-	double ticks = s.cpu_ticks, hz = s.clock_ticks;
-	if (p->p.seen_ms && strcmp(s.exe, p->p.exe) != 0 && !p->alerted) {
+	double ticks = s->cpu_ticks, hz = s->clock_ticks;
+	if (p->e.p.seen_ms && strcmp(s->exe, p->e.p.exe) != 0 && !p->e.alerted) {
 		/* the pid was reused or the process exec'd: start over */
 		memset(p, 0, sizeof(*p));
 	}
-	if (dproc_fill(&p->p, &s))
+	if (dproc_table_fill(ctx, &m->t, &p->e, s))
 		p->gen = 0; /* check the names again */
-	p->p.seen_ms = ms;
-	if (ms > m->process_ms)
-		m->process_ms = ms;
+	long long ms = p->e.p.seen_ms;
 	if (p->last_ms && ms > p->last_ms && ticks >= p->last_ticks && hz > 0) {
 		p->cpu_pct = (ticks - p->last_ticks) / hz * 100000.0 / (double)(ms - p->last_ms);
 		if (p->cpu_pct >= (double)m->cpu_pct) {
@@ -124,19 +98,18 @@ static void on_sample(struct agent_ctx *ctx, struct cm *m, const cJSON *e)
 	p->last_ms = ms;
 }
 
-static void on_sockets(struct agent_ctx *ctx, struct cm *m, const cJSON *sample)
+static void on_sockets(struct agent_ctx *ctx, void *state, const struct dsock *tab, size_t nsock)
 {
-	m->socket_ms = (long long)dfield_num(sample, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
-	size_t nsock;
-	const struct dsock *tab = dsock_table(sample, &nsock);
+	(void)ctx;
+	struct cm *m = state;
 	for (size_t i = 0; i < nsock; i++) {
 		struct dsock s = tab[i];
 		if (!s.tcp || s.pid <= 0 || !dnet_ports_has(&m->pool_ports, s.rport) || !s.remote)
 			continue;
-		struct proc *p = dproc_lookup(&m->procs, s.pid, true);
+		struct proc *p = dproc_lookup(&m->t.procs, s.pid, true);
 		if (!p)
 			continue;
-		p->pool_ms = m->socket_ms;
+		p->e.socket_ms = m->t.socket_ms;
 		p->pool_port = s.rport;
 		snprintf(p->pool_addr, sizeof(p->pool_addr), "%s", s.raddr);
 	}
@@ -150,23 +123,16 @@ static const char *matching_pattern(const struct dlist *patterns, const char *cm
 	return NULL;
 }
 
-static void end_incident(struct agent_ctx *ctx, struct proc *p)
+static void evaluate(struct agent_ctx *ctx, void *state, void *entry)
 {
-	if (p->alerted)
-		dproc_end(ctx, "CryptoMiner", p->p.pid);
-	p->alerted = false;
-}
-
-static void evaluate(struct agent_ctx *ctx, struct cm *m, struct proc *p)
-{
-	if (p->alerted || !p->p.seen_ms)
-		return;
+	struct cm *m = state;
+	struct proc *p = entry;
 	if (p->gen != m->gen) {
 		p->gen = m->gen;
-		p->allowed = dname_in(&m->allow, p->p.exe, p->p.name);
-		p->named = dname_in(&m->names, p->p.exe, p->p.name);
-		p->temp = p->p.deleted || dproc_exe_in_temp(p->p.exe);
-		const char *pat = matching_pattern(&m->patterns, p->p.cmdline);
+		p->allowed = dname_in(&m->allow, p->e.p.exe, p->e.p.name);
+		p->named = dname_in(&m->names, p->e.p.exe, p->e.p.name);
+		p->temp = p->e.p.deleted || dproc_exe_in_temp(p->e.p.exe);
+		const char *pat = matching_pattern(&m->patterns, p->e.p.cmdline);
 		snprintf(p->pattern, sizeof(p->pattern), "%s", pat ? pat : "");
 	}
 	if (p->allowed)
@@ -174,7 +140,7 @@ static void evaluate(struct agent_ctx *ctx, struct cm *m, struct proc *p)
 	const char *pattern = *p->pattern ? p->pattern : NULL;
 	long long high_ms = p->high_since_ms ? p->last_ms - p->high_since_ms : 0;
 	bool cpu = p->high_since_ms && high_ms >= m->cpu_s * 1000;
-	bool pool = p->pool_ms && p->pool_ms + 60000 >= m->socket_ms;
+	bool pool = p->e.socket_ms && p->e.socket_ms + 60000 >= m->t.socket_ms;
 	bool temp = p->temp;
 	int strong = p->named + (pattern != NULL), medium = cpu, weak = pool + temp;
 	/* Scoring (docs/alerts.md): a miner's name or command line alone;
@@ -187,9 +153,8 @@ static void evaluate(struct agent_ctx *ctx, struct cm *m, struct proc *p)
 	for (int i = 0; i < 5; i++)
 		if (has[i])
 			cJSON_AddItemToArray(ind, cJSON_CreateString(names[i]));
-	p->alerted = true;
 	cJSON *e = cJSON_CreateObject();
-	dproc_evidence(e, &p->p);
+	dproc_evidence(e, &p->e.p);
 	cJSON_AddItemToObject(e, "Indicators", ind);
 	cJSON_AddNumberToObject(e, "CpuPercent", (double)(long)(p->cpu_pct + 0.5));
 	cJSON_AddNumberToObject(e, "HighCpuSeconds", (double)(high_ms / 1000));
@@ -199,62 +164,38 @@ static void evaluate(struct agent_ctx *ctx, struct cm *m, struct proc *p)
 		cJSON_AddStringToObject(e, "RemoteAddress", p->pool_addr);
 		cJSON_AddNumberToObject(e, "RemotePort", (double)p->pool_port);
 	}
-	char inc[32], desc[200];
-	snprintf(inc, sizeof(inc), "pid:%ld", p->p.pid);
+	char desc[200];
 	snprintf(desc, sizeof(desc), "process '%.31s' looks like a crypto miner (%d strong, %d CPU, %d weak signs)",
-		 p->p.name, strong, medium, weak);
-	struct alert a = {
+		 p->e.p.name, strong, medium, weak);
+	dproc_table_alert(ctx, &m->t, &p->e, strong || weak >= 2 || (medium && weak) ? "High" : "Medium", desc, e);
+}
+
+static const struct dproc_ops ops = {
+	.kind = {
 		.name = "CryptoMiner",
-		.severity = strong || weak >= 2 || (medium && weak) ? "High" : "Medium",
-		.description = desc,
 		.remediation = "Kill the process, delete its executable and look for how it persists (cron, init "
 			       "scripts, a changed service); if it is a legitimate heavy job, add it to "
 			       "CryptoMiner_Allowlist.",
 		.mitre = "T1496",
-		.incident = inc,
-		.evidence = e,
-	};
-	agent_alert(ctx, &a);
-}
+	},
+	.state_size = sizeof(struct cm),
+	.entry_size = sizeof(struct proc),
+	.sample = on_sample,
+	.sockets = on_sockets,
+	.evaluate = evaluate,
+};
 
-static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
+static void *init(struct agent_ctx *ctx)
 {
-	struct cm *m = state;
-	if (strcmp(event, "ProcessSample") == 0) {
-		on_sample(ctx, m, entry);
-	} else if (strcmp(event, "SocketSample") == 0) {
-		on_sockets(ctx, m, entry);
-	} else if (strcmp(event, "Process") == 0 && strcmp(dfield_str(entry, "EventType"), "Exit") == 0) {
-		struct proc *p = dproc_lookup(&m->procs, (long)dfield_num(entry, "ProcessId", 0), false);
-		if (p) {
-			end_incident(ctx, p);
-			dlru_remove(&m->procs, p);
-		}
-	}
-}
-
-static void tick(struct agent_ctx *ctx, void *state)
-{
-	struct cm *m = state;
-	struct proc *next;
-	for (struct proc *p = dlru_next(&m->procs, NULL); p; p = next) {
-		next = dlru_next(&m->procs, p);
-		bool gone = dproc_gone(&p->p, p->pool_ms, m->process_ms, m->socket_ms);
-		if (gone) {
-			end_incident(ctx, p);
-			dlru_remove(&m->procs, p);
-			continue;
-		}
-		evaluate(ctx, m, p);
-	}
+	return dproc_table_new(ctx, &ops);
 }
 
 const struct detector detector_crypto_miner = {
 	.name = "crypto_miner",
 	.keys = keys,
 	.init = init,
-	.on_entry = on_entry,
-	.tick = tick,
+	.on_entry = dproc_table_on_entry,
+	.tick = dproc_table_tick,
 	.configure = configure,
-	.fini = fini,
+	.fini = dproc_table_free,
 };

@@ -456,16 +456,12 @@ static void raise(struct agent_ctx *ctx, const struct rule *r, struct slot *s, c
 {
 	s->alerted = true;
 	cJSON_AddStringToObject(e, "Rule", r->id);
-	struct alert a = {
+	const struct alert kind = {
 		.name = r->alert_name,
-		.severity = r->severity,
-		.description = *r->description ? r->description : desc,
 		.remediation = *r->remediation ? r->remediation : "Review the activity against the rule's intent.",
 		.mitre = r->mitre,
-		.incident = s->incident,
-		.evidence = e,
 	};
-	agent_alert(ctx, &a);
+	dalert(ctx, &kind, r->severity, *r->description ? r->description : desc, s->incident, e);
 }
 
 static void on_threshold(struct agent_ctx *ctx, struct custom *c, const struct rule *r, const cJSON *entry)
@@ -650,13 +646,11 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 	follow_clock(ctx, c);
 	bool sockets = strcmp(event, "SocketSample") == 0;
 	bool process = strcmp(event, "ProcessSample") == 0;
+	long long ms = sockets || process ? dsample_ms(ctx, entry) : 0;
 	if (sockets)
-		c->socket_ms = (long long)dfield_num(entry, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
-	if (process) {
-		long long ms = (long long)dfield_num(entry, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
-		if (ms > c->process_ms)
-			c->process_ms = ms;
-	}
+		c->socket_ms = ms;
+	if (process && ms > c->process_ms)
+		c->process_ms = ms;
 	for (int i = 0; i < c->nrules; i++) {
 		struct rule *r = &c->rules[i];
 		if (r->type == R_THRESHOLD && strcmp(r->event, event) == 0)

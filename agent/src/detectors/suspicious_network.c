@@ -34,6 +34,47 @@ static const struct config_key keys[] = {
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
 
+static const struct alert listener_alert = {
+	.name = "UnexpectedListeningPort",
+	.remediation = "Identify the process that opened the port; stop and disable the service if it is not "
+		       "needed, or add the port to SuspiciousNetwork_AllowedPorts if it is expected.",
+	.mitre = "T1571",
+};
+static const struct alert syn_scan_alert = {
+	.name = "PortScan",
+	.severity = "Medium",
+	.description = "one address holds many local ports half-open at once (SYN scan)",
+	.remediation = "Block the scanning address at the firewall and make sure only the "
+		       "services the device needs listen on external interfaces.",
+	.mitre = "T1046",
+};
+static const struct alert refused_scan_alert = {
+	.name = "PortScan",
+	.severity = "Medium",
+	.description = "the device refuses connection attempts to closed ports at a scan's rate",
+	.remediation = "Find the source in firewall logs and block it; a scan usually precedes "
+		       "an attack on whatever service answers.",
+	.mitre = "T1046",
+};
+static const struct alert intel_alert = {
+	.name = "ThreatIntelConnection",
+	.severity = "High",
+	.description = "a connection with an address on the threat-intelligence list",
+	.remediation = "Find what the process talks to and why; block the address and look for the way the "
+		       "process was started (persistence, a dropped binary).",
+	.mitre = "T1071",
+};
+static const struct alert shell_alert = {
+	.name = "ReverseShell",
+	.severity = "Critical",
+	.description = "a shell or interpreter whose standard input or output is a TCP connection to "
+		       "another host",
+	.remediation = "Kill the process and block the remote address; someone has interactive control "
+		       "of the device: find how the shell was started (a vulnerable service, a "
+		       "dropped script) and rebuild trust in the device.",
+	.mitre = "T1059",
+};
+
 enum { MAX_PIDS = 1024, MAX_LISTENERS = 512, MAX_CONNS = 4096, MAX_SHELLS = 64, MAX_SCANNERS = 256, MAX_INTEL = 256 };
 
 /* A socket seen now whose alert is raised in tick, once the same cycle's
@@ -234,17 +275,7 @@ static void raise_listener(struct agent_ctx *ctx, struct sn *n, struct listener 
 	else
 		snprintf(desc, sizeof(desc), "a service listens on %s port %ld, which was not open at start nor allowed",
 			 tcp ? "TCP" : "UDP", s->lport);
-	struct alert a = {
-		.name = "UnexpectedListeningPort",
-		.severity = always ? "High" : "Medium",
-		.description = desc,
-		.remediation = "Identify the process that opened the port; stop and disable the service if it is not "
-			       "needed, or add the port to SuspiciousNetwork_AllowedPorts if it is expected.",
-		.mitre = "T1571",
-		.incident = key,
-		.evidence = e,
-	};
-	agent_alert(ctx, &a);
+	dalert(ctx, &listener_alert, always ? "High" : "Medium", desc, key, e);
 }
 
 /* ---- port scans ---- */
@@ -301,17 +332,7 @@ static void synrecv_finish(struct agent_ctx *ctx, struct sn *n, struct synrecv_t
 				for (long p = 0, k = 0; p < 65536 && k < 20; p++)
 					if (dnet_ports_has(r->ports, p) && ++k)
 						cJSON_AddItemToArray(ports, cJSON_CreateNumber((double)p));
-				struct alert a = {
-					.name = "PortScan",
-					.severity = "Medium",
-					.description = "one address holds many local ports half-open at once (SYN scan)",
-					.remediation = "Block the scanning address at the firewall and make sure only the "
-						       "services the device needs listen on external interfaces.",
-					.mitre = "T1046",
-					.incident = inc,
-					.evidence = e,
-				};
-				agent_alert(ctx, &a);
+				dalert(ctx, &syn_scan_alert, NULL, NULL, inc, e);
 			}
 			if (sc)
 				sc->seen_ms = n->socket_ms;
@@ -328,7 +349,7 @@ static void on_counters(struct agent_ctx *ctx, struct sn *n, const cJSON *c)
 	double rsts = dfield_num(tcp, "OutRsts", 0), noports = dfield_num(udp, "NoPorts", 0);
 	double unreach = dfield_num(icmp, "OutDestUnreachs", 0);
 	double refused = rsts + noports + unreach;
-	long long ms = (long long)dfield_num(c, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	long long ms = dsample_ms(ctx, c);
 	if (!n->have_counters || refused < n->prev_refused || ms <= n->prev_ms) {
 		/* first sample, or counters reset (reboot, namespace change) */
 		n->have_counters = true;
@@ -351,23 +372,13 @@ static void on_counters(struct agent_ctx *ctx, struct sn *n, const cJSON *c)
 			cJSON_AddNumberToObject(e, "OutRsts", rsts);
 			cJSON_AddNumberToObject(e, "UdpNoPorts", noports);
 			cJSON_AddNumberToObject(e, "OutDestUnreachs", unreach);
-			struct alert a = {
-				.name = "PortScan",
-				.severity = "Medium",
-				.description = "the device refuses connection attempts to closed ports at a scan's rate",
-				.remediation = "Find the source in firewall logs and block it; a scan usually precedes "
-					       "an attack on whatever service answers.",
-				.mitre = "T1046",
-				.incident = "refused-connections",
-				.evidence = e,
-			};
-			agent_alert(ctx, &a);
+			dalert(ctx, &refused_scan_alert, NULL, NULL, "refused-connections", e);
 		}
 	} else if (n->scanning && ++n->quiet_samples >= 2) {
 		n->scanning = false;
 		cJSON *e = cJSON_CreateObject();
 		cJSON_AddNumberToObject(e, "RefusedPerMinute", (double)(long long)per_min);
-		agent_alert_end(ctx, "PortScan", "refused-connections", e);
+		agent_alert_end(ctx, refused_scan_alert.name, "refused-connections", e);
 	}
 	n->prev_refused = refused;
 	n->prev_ms = ms;
@@ -405,17 +416,7 @@ static void raise_intel(struct agent_ctx *ctx, struct sn *n, struct intel_hit *h
 	add_process(e, n, s->pid);
 	if (!config_bool(agent_config(ctx), "Agent_MaskRemoteAddresses"))
 		cJSON_AddStringToObject(e, "MatchedEntry", s->matched);
-	struct alert a = {
-		.name = "ThreatIntelConnection",
-		.severity = "High",
-		.description = "a connection with an address on the threat-intelligence list",
-		.remediation = "Find what the process talks to and why; block the address and look for the way the "
-			       "process was started (persistence, a dropped binary).",
-		.mitre = "T1071",
-		.incident = inc,
-		.evidence = e,
-	};
-	agent_alert(ctx, &a);
+	dalert(ctx, &intel_alert, NULL, NULL, inc, e);
 }
 
 /* ---- reverse shells ---- */
@@ -483,11 +484,8 @@ static void check_shells(struct agent_ctx *ctx, struct sn *n)
 		}
 		bool gone = sh->seen_ms + 5000 < n->process_ms;
 		if (gone || (!c && n->socket_ms > sh->seen_ms)) {
-			if (sh->alerted) {
-				cJSON *e = cJSON_CreateObject();
-				cJSON_AddNumberToObject(e, "ProcessId", (double)sh->pid);
-				agent_alert_end(ctx, "ReverseShell", inc, e);
-			}
+			if (sh->alerted)
+				dproc_end(ctx, shell_alert.name, sh->pid);
 			dlru_remove(&n->shells, sh);
 			continue;
 		}
@@ -504,19 +502,7 @@ static void check_shells(struct agent_ctx *ctx, struct sn *n)
 		for (int fd = 0; fd < 3; fd++)
 			if (fdmask & (1 << fd))
 				cJSON_AddItemToArray(fds, cJSON_CreateNumber(fd));
-		struct alert a = {
-			.name = "ReverseShell",
-			.severity = "Critical",
-			.description = "a shell or interpreter whose standard input or output is a TCP connection to "
-				       "another host",
-			.remediation = "Kill the process and block the remote address; someone has interactive control "
-				       "of the device: find how the shell was started (a vulnerable service, a "
-				       "dropped script) and rebuild trust in the device.",
-			.mitre = "T1059",
-			.incident = inc,
-			.evidence = e,
-		};
-		agent_alert(ctx, &a);
+		dalert(ctx, &shell_alert, NULL, NULL, inc, e);
 	}
 }
 
@@ -524,7 +510,7 @@ static void check_shells(struct agent_ctx *ctx, struct sn *n)
 
 static void on_sockets(struct agent_ctx *ctx, struct sn *n, const cJSON *sample)
 {
-	n->socket_ms = (long long)dfield_num(sample, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+	n->socket_ms = dsample_ms(ctx, sample);
 	n->nconns = 0;
 	bool intel = n->threat.len > 0;
 	struct synrecv_table half = { .n = 0 };
@@ -595,11 +581,11 @@ static void tick(struct agent_ctx *ctx, void *state)
 		if (!h->alerted)
 			raise_intel(ctx, n, h, dlru_key(&n->intel, h));
 	check_shells(ctx, n);
-	expire(ctx, n, &n->listeners, "UnexpectedListeningPort", offsetof(struct listener, seen_ms),
+	expire(ctx, n, &n->listeners, listener_alert.name, offsetof(struct listener, seen_ms),
 	       offsetof(struct listener, alerted));
-	expire(ctx, n, &n->scanners, "PortScan", offsetof(struct scanner, seen_ms),
+	expire(ctx, n, &n->scanners, syn_scan_alert.name, offsetof(struct scanner, seen_ms),
 	       offsetof(struct scanner, alerted));
-	expire(ctx, n, &n->intel, "ThreatIntelConnection", offsetof(struct intel_hit, seen_ms),
+	expire(ctx, n, &n->intel, intel_alert.name, offsetof(struct intel_hit, seen_ms),
 	       offsetof(struct intel_hit, alerted));
 }
 

@@ -1,6 +1,7 @@
 #include "lib/detect_proc.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/agent.h"
@@ -160,11 +161,6 @@ void *dproc_lookup(struct dlru *m, long pid, bool create)
 	return create ? dlru_get(m, key, true, NULL) : dlru_peek(m, key);
 }
 
-bool dproc_gone(const struct dproc_info *p, long long socket_seen_ms, long long process_ms, long long socket_ms)
-{
-	return p->seen_ms ? p->seen_ms + 5000 < process_ms : socket_seen_ms < socket_ms;
-}
-
 void dproc_end(struct agent_ctx *ctx, const char *name, long pid)
 {
 	char inc[32];
@@ -172,4 +168,90 @@ void dproc_end(struct agent_ctx *ctx, const char *name, long pid)
 	cJSON *e = cJSON_CreateObject();
 	cJSON_AddNumberToObject(e, "ProcessId", (double)pid);
 	agent_alert_end(ctx, name, inc, e);
+}
+
+enum { MAX_PIDS = 1024 };
+
+void *dproc_table_new(struct agent_ctx *ctx, const struct dproc_ops *ops)
+{
+	struct dproc_table *t = calloc(1, ops->state_size);
+	if (!t || dlru_init(&t->procs, MAX_PIDS, ops->entry_size) != 0)
+		agent_warn(ctx, "out of memory");
+	if (t)
+		t->ops = ops;
+	return t;
+}
+
+void dproc_table_free(void *state)
+{
+	struct dproc_table *t = state;
+	if (t)
+		dlru_free(&t->procs);
+	free(t);
+}
+
+/* Whether a tracked process has ended: it is missing from the latest pass
+ * over /proc (a pass takes well under 5 s), or it is known only from a
+ * socket that the latest socket table no longer shows. */
+static bool gone(const struct dproc_table *t, const struct dproc_entry *e)
+{
+	return e->p.seen_ms ? e->p.seen_ms + 5000 < t->process_ms : e->socket_ms < t->socket_ms;
+}
+
+static void end_incident(struct agent_ctx *ctx, struct dproc_table *t, struct dproc_entry *e)
+{
+	if (e->alerted)
+		dproc_end(ctx, t->ops->kind.name, e->p.pid);
+	dlru_remove(&t->procs, e);
+}
+
+void dproc_table_on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
+{
+	struct dproc_table *t = state;
+	if (strcmp(event, "ProcessSample") == 0) {
+		struct dproc_sample s;
+		dproc_parse(entry, &s);
+		t->ops->sample(ctx, state, &s);
+	} else if (strcmp(event, "SocketSample") == 0) {
+		t->socket_ms = dsample_ms(ctx, entry);
+		size_t n;
+		const struct dsock *tab = dsock_table(entry, &n);
+		t->ops->sockets(ctx, state, tab, n);
+	} else if (strcmp(event, "Process") == 0 && strcmp(dfield_str(entry, "EventType"), "Exit") == 0) {
+		struct dproc_entry *e = dproc_lookup(&t->procs, (long)dfield_num(entry, "ProcessId", 0), false);
+		if (e)
+			end_incident(ctx, t, e);
+	}
+}
+
+void dproc_table_tick(struct agent_ctx *ctx, void *state)
+{
+	struct dproc_table *t = state;
+	struct dproc_entry *next;
+	for (struct dproc_entry *e = dlru_next(&t->procs, NULL); e; e = next) {
+		next = dlru_next(&t->procs, e);
+		if (gone(t, e))
+			end_incident(ctx, t, e);
+		else if (!e->alerted && e->p.seen_ms)
+			t->ops->evaluate(ctx, state, e);
+	}
+}
+
+bool dproc_table_fill(struct agent_ctx *ctx, struct dproc_table *t, struct dproc_entry *e,
+		      const struct dproc_sample *s)
+{
+	bool changed = dproc_fill(&e->p, s);
+	e->p.seen_ms = s->sample_ms >= 0 ? s->sample_ms : agent_monotonic_ms(ctx);
+	if (e->p.seen_ms > t->process_ms)
+		t->process_ms = e->p.seen_ms;
+	return changed;
+}
+
+void dproc_table_alert(struct agent_ctx *ctx, struct dproc_table *t, struct dproc_entry *e, const char *severity,
+		       const char *description, cJSON *evidence)
+{
+	char inc[32];
+	snprintf(inc, sizeof(inc), "pid:%ld", e->p.pid);
+	e->alerted = true;
+	dalert(ctx, &t->ops->kind, severity, description, inc, evidence);
 }

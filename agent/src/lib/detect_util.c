@@ -87,13 +87,6 @@ void dbasename(const char *path, char *out, size_t size)
 	out[n] = 0;
 }
 
-bool dname_listed(const struct agent_config *cfg, const char *key, const char *exe, const char *name)
-{
-	struct dlist l;
-	dlist_get(&l, cfg, key);
-	return dname_in(&l, exe, name);
-}
-
 void dlist_get(struct dlist *l, const struct agent_config *cfg, const char *key)
 {
 	l->n = config_list(cfg, key, &l->items);
@@ -158,4 +151,20 @@ void dincident_addr(const struct agent_ctx *ctx, const char *prefix, const char 
 	for (const char *p = addr; *p; p++)
 		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
 	snprintf(out, size, "%saddr-%012llx", prefix, h & 0xffffffffffffULL);
+}
+
+long long dsample_ms(const struct agent_ctx *ctx, const cJSON *entry)
+{
+	return (long long)dfield_num(entry, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
+}
+
+void dalert(struct agent_ctx *ctx, const struct alert *kind, const char *severity, const char *description,
+	    const char *incident, cJSON *evidence)
+{
+	struct alert a = *kind;
+	a.severity = severity ? severity : a.severity;
+	a.description = description ? description : a.description;
+	a.incident = incident;
+	a.evidence = evidence;
+	agent_alert(ctx, &a);
 }

@@ -11,6 +11,7 @@
 
 struct agent_ctx;
 struct agent_config;
+struct alert;
 
 /* A field's string value, or "" when missing or not a string. */
 const char *dfield_str(const cJSON *entry, const char *key);
@@ -34,10 +35,6 @@ double dbucket_level(const struct dbucket *b, double t, double leak_seconds);
 /* The last path component ("/usr/bin/xmrig (deleted)" -> "xmrig"), written
  * to out without a " (deleted)" suffix. */
 void dbasename(const char *path, char *out, size_t size);
-/* Whether the executable path (or the name) matches any pattern of the
- * CFG_LIST key: a pattern with '/' is a glob over the path, otherwise over
- * the base name or the process name. */
-bool dname_listed(const struct agent_config *cfg, const char *key, const char *exe, const char *name);
 /* A CFG_LIST's items, kept by a detector from configure() to the next
  * change (the core's pointers stay valid that long). */
 struct dlist {
@@ -46,7 +43,9 @@ struct dlist {
 };
 void dlist_get(struct dlist *l, const struct agent_config *cfg, const char *key);
 bool dlist_has(const struct dlist *l, const char *item);
-/* dname_listed over kept items */
+/* Whether the executable path (or the name) matches any item: a pattern
+ * with '/' is a glob over the path, otherwise over the base name or the
+ * process name. */
 bool dname_in(const struct dlist *l, const char *exe, const char *name);
 /* Case-insensitive substring search. */
 bool dcontains_nocase(const char *hay, const char *needle);
@@ -56,5 +55,13 @@ bool dcontains_nocase(const char *hay, const char *needle);
 void dincident_addr(const struct agent_ctx *ctx, const char *prefix, const char *addr, char *out, size_t size);
 /* agent_format_utc into obj[key] */
 void dadd_utc(cJSON *obj, const char *key, time_t t);
+/* An entry's SampleTimeMs, or the monotonic clock when it has none. */
+long long dsample_ms(const struct agent_ctx *ctx, const cJSON *entry);
+/* Raise an alert of `kind`: a detector declares each kind once (a static
+ * struct alert with the name, MITRE id, remediation, and the severity and
+ * description when they never change); severity and description, when not
+ * NULL, are this alert's. */
+void dalert(struct agent_ctx *ctx, const struct alert *kind, const char *severity, const char *description,
+	    const char *incident, cJSON *evidence);
 
 #endif
