@@ -1,4 +1,5 @@
 /* The core's cache, configuration validator and message model. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,28 @@
 #include "core/cache.h"
 #include "core/config_internal.h"
 
+/* The cache's entries as a JSON array, as the core writes them. */
+static cJSON *take_json(struct entry_cache *c)
+{
+	size_t n;
+	struct cache_slot *slots = cache_take(c, &n);
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; i < n; i++) {
+		struct json_out size = { 0 };
+		cache_write_slot(&size, &slots[i]);
+		struct json_out o = { .buf = malloc(size.len + 1) };
+		cache_write_slot(&o, &slots[i]);
+		o.buf[o.len] = 0;
+		assert_int_equal(o.len, size.len);
+		cJSON *e = cJSON_Parse(o.buf);
+		assert_non_null(e);
+		cJSON_AddItemToArray(arr, e);
+		free(o.buf);
+	}
+	cache_slots_free(slots, n);
+	return arr;
+}
+
 static void cache_aggregates_duplicates(void **state)
 {
 	(void)state;
@@ -21,7 +44,7 @@ static void cache_aggregates_duplicates(void **state)
 		cJSON_AddStringToObject(e, "Executable", "/bin/sh");
 		cache_add(&c, e, "sh|0");
 	}
-	cJSON *arr = cache_take(&c);
+	cJSON *arr = take_json(&c);
 	assert_int_equal(cJSON_GetArraySize(arr), 1);
 	assert_int_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "HitCount")->valueint, 3);
 	cJSON_Delete(arr);
@@ -44,11 +67,64 @@ static void cache_drops_oldest_when_full(void **state)
 	/* a duplicate of a kept key still merges after the drops */
 	cJSON *dup = cJSON_CreateObject();
 	assert_int_equal(cache_add(&c, dup, "k4"), 1);
-	cJSON *arr = cache_take(&c);
+	cJSON *arr = take_json(&c);
 	assert_int_equal(cJSON_GetArraySize(arr), 3);
 	assert_int_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "n")->valueint, 2);
 	assert_int_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 2), "HitCount")->valueint, 2);
 	cJSON_Delete(arr);
+	cache_free(&c);
+}
+
+/* The writer the core serializes entries and messages with writes what
+ * cJSON_PrintUnformatted writes, escapes and number formats included. */
+static void json_write_matches_cjson(void **state)
+{
+	(void)state;
+	const char *doc =
+		"{\"s\":\"q\\\" b\\\\ \\b\\f\\n\\r\\t \\u0001\\u001f \\u00e9 \\u20ac /\","
+		"\"n\":[0,1,-1,42,2147483647,2147483648,-3000000000,999999999999999,1e15,1e20,-1e300,"
+		"0.1,0.3333333333333333,1.5e-7,123456.789,5e-324],"
+		"\"e\":{},\"a\":[],\"t\":true,\"f\":false,\"z\":null,"
+		"\"deep\":[{\"k\":[[1],{\"x\":\"y\"}]}],\"\":\"empty key\"}";
+	cJSON *v = cJSON_Parse(doc);
+	assert_non_null(v);
+	cJSON_AddItemToObject(v, "raw", cJSON_CreateRaw("{\"r\":1}"));
+	cJSON_AddItemToObject(v, "nan", cJSON_CreateNumber(NAN));
+	char *want = cJSON_PrintUnformatted(v);
+	struct json_out size = { 0 };
+	json_write(&size, v);
+	struct json_out o = { .buf = calloc(1, size.len + 1) };
+	json_write(&o, v);
+	assert_false(o.failed);
+	assert_int_equal(o.len, size.len);
+	assert_string_equal(o.buf, want);
+	free(o.buf);
+	free(want);
+	cJSON_Delete(v);
+}
+
+/* A duplicate raises the HitCount written in the entry's place, wherever
+ * the collector put it. */
+static void cache_hitcount_in_place(void **state)
+{
+	(void)state;
+	struct entry_cache c;
+	cache_init(&c, 8);
+	for (int i = 0; i < 12; i++) {
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddNumberToObject(e, "HitCount", 1);
+		cJSON_AddStringToObject(e, "Name", "x");
+		cache_add(&c, e, "k");
+	}
+	size_t n;
+	struct cache_slot *slots = cache_take(&c, &n);
+	assert_int_equal(n, 1);
+	char buf[64];
+	struct json_out o = { .buf = buf };
+	cache_write_slot(&o, &slots[0]);
+	buf[o.len] = 0;
+	assert_string_equal(buf, "{\"HitCount\":12,\"Name\":\"x\"}");
+	cache_slots_free(slots, n);
 	cache_free(&c);
 }
 
@@ -108,6 +184,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(cache_aggregates_duplicates),
 		cmocka_unit_test(cache_drops_oldest_when_full),
+		cmocka_unit_test(cache_hitcount_in_place),
+		cmocka_unit_test(json_write_matches_cjson),
 		cmocka_unit_test(config_rejects_bad_values_and_keeps_old),
 		cmocka_unit_test(config_accepts_twin_style_booleans_and_null),
 	};

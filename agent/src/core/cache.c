@@ -1,8 +1,164 @@
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/cache.h"
+
+/* ---- the JSON writer ----
+ * Hand-written rather than cJSON_PrintUnformatted for two reasons the
+ * bench (bench/agent_cycle.py) measured: cJSON 1.7.15 (Debian 12) prints
+ * every number with sprintf("%1.15g") and reads it back with sscanf, which
+ * was 40% of a cycle's CPU; and it prints only into a buffer it grows by
+ * realloc, so a message existed twice (the tree and its text) before it
+ * went out. It writes the bytes cJSON writes: the same escapes
+ * (print_string_ptr), the same number formats, no whitespace. */
+
+void json_put(struct json_out *o, const char *s, size_t n)
+{
+	if (o->f)
+		fwrite(s, 1, n, o->f);
+	else if (o->buf)
+		memcpy(o->buf + o->len, s, n);
+	o->len += n;
+}
+
+static void put_string(struct json_out *o, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	json_put(o, "\"", 1);
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	for (;;) {
+		const unsigned char *run = p;
+		while (*p >= 32 && *p != '"' && *p != '\\')
+			p++;
+		if (p > run)
+			json_put(o, (const char *)run, (size_t)(p - run));
+		if (!*p)
+			break;
+		char esc[6] = { '\\', 0, '0', '0', 0, 0 };
+		size_t n = 2;
+		switch (*p) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			esc[1] = 'u';
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 15];
+			n = 6;
+		}
+		json_put(o, esc, n);
+		p++;
+	}
+	json_put(o, "\"", 1);
+}
+
+void json_put_number(struct json_out *o, double d)
+{
+	char buf[32];
+	int n;
+	if (isnan(d) || isinf(d)) {
+		json_put(o, "null", 4);
+		return;
+	}
+	double mag = d < 0 ? -d : d;
+	if (mag < 1e15 && d == (double)(long long)d && !(d == 0 && signbit(d))) {
+		/* What "%1.15g" prints for an integer below 10^15, without
+		 * printf's floating-point path. */
+		unsigned long long v = (unsigned long long)(long long)mag;
+		char *e = buf + sizeof(buf), *p = e;
+		do
+			*--p = (char)('0' + v % 10);
+		while (v /= 10);
+		if (d < 0)
+			*--p = '-';
+		json_put(o, p, (size_t)(e - p));
+		return;
+	}
+	/* cJSON's print_number: 15 digits if they read back as the same
+	 * double, else 17. */
+	n = snprintf(buf, sizeof(buf), "%1.15g", d);
+	double back = strtod(buf, NULL);
+	double bmag = back < 0 ? -back : back, max = mag > bmag ? mag : bmag;
+	double diff = back - d;
+	if ((diff < 0 ? -diff : diff) > max * DBL_EPSILON)
+		n = snprintf(buf, sizeof(buf), "%1.17g", d);
+	json_put(o, buf, (size_t)n);
+}
+
+static void write_members(struct json_out *o, const cJSON *object)
+{
+	bool first = true;
+	for (const cJSON *it = object->child; it; it = it->next) {
+		if (!first)
+			json_put(o, ",", 1);
+		first = false;
+		put_string(o, it->string);
+		json_put(o, ":", 1);
+		json_write(o, it);
+	}
+}
+
+void json_write(struct json_out *o, const cJSON *item)
+{
+	size_t at = o->len;
+	switch (item->type & 0xff) {
+	case cJSON_NULL:
+		json_put(o, "null", 4);
+		break;
+	case cJSON_False:
+		json_put(o, "false", 5);
+		break;
+	case cJSON_True:
+		json_put(o, "true", 4);
+		break;
+	case cJSON_Number:
+		json_put_number(o, item->valuedouble);
+		break;
+	case cJSON_String:
+		put_string(o, item->valuestring);
+		break;
+	case cJSON_Raw:
+		if (item->valuestring)
+			json_put(o, item->valuestring, strlen(item->valuestring));
+		else
+			o->failed = true;
+		break;
+	case cJSON_Array:
+		json_put(o, "[", 1);
+		for (const cJSON *it = item->child; it; it = it->next) {
+			if (it != item->child)
+				json_put(o, ",", 1);
+			json_write(o, it);
+		}
+		json_put(o, "]", 1);
+		break;
+	case cJSON_Object:
+		json_write_open(o, item);
+		json_put(o, "}", 1);
+		break;
+	default:
+		o->failed = true;
+	}
+	if (item == o->mark) {
+		o->mark_at = at;
+		o->mark_len = o->len - at;
+	}
+}
+
+void json_write_open(struct json_out *o, const cJSON *object)
+{
+	json_put(o, "{", 1);
+	write_members(o, object);
+}
+
+/* ---- the cache ---- */
 
 static size_t hash(const char *s)
 {
@@ -21,6 +177,11 @@ void cache_init(struct entry_cache *c, size_t limit)
 void cache_set_limit(struct entry_cache *c, size_t limit)
 {
 	c->limit = limit ? limit : 1;
+}
+
+static void slot_free(struct cache_slot *s)
+{
+	free(s->key ? s->key : s->text); /* key and text are one allocation */
 }
 
 static void reindex(struct entry_cache *c)
@@ -62,27 +223,48 @@ static struct cache_slot *lookup(struct entry_cache *c, const char *key)
 
 int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 {
+	cJSON *hc = key ? cJSON_GetObjectItemCaseSensitive(entry, "HitCount") : NULL;
 	if (key) {
 		struct cache_slot *s = lookup(c, key);
 		if (s) {
-			cJSON *hc = cJSON_GetObjectItemCaseSensitive(s->entry, "HitCount");
-			double add = 1;
-			cJSON *nhc = cJSON_GetObjectItemCaseSensitive(entry, "HitCount");
-			if (cJSON_IsNumber(nhc))
-				add = nhc->valuedouble;
-			if (cJSON_IsNumber(hc))
-				cJSON_SetNumberValue(hc, hc->valuedouble + add);
-			else
-				cJSON_AddNumberToObject(s->entry, "HitCount", 1 + add);
+			s->hits += cJSON_IsNumber(hc) ? hc->valuedouble : 1;
 			cJSON_Delete(entry);
 			return 1;
 		}
+		if (!hc)
+			hc = cJSON_AddNumberToObject(entry, "HitCount", 1);
+		else if (!cJSON_IsNumber(hc))
+			cJSON_ReplaceItemInObjectCaseSensitive(entry, "HitCount", hc = cJSON_CreateNumber(1));
 	}
+	/* Counted first, so that the text takes exactly its size. */
+	struct json_out o = { .mark = hc };
+	json_write(&o, entry);
+	size_t klen = key ? strlen(key) + 1 : 0;
+	char *block = malloc(klen + o.len + 1);
+	if (!block)
+		abort();
+	struct cache_slot n = { 0 };
+	if (key) {
+		memcpy(block, key, klen);
+		n.key = block;
+		n.hash = hash(key);
+	}
+	n.text = block + klen;
+	o = (struct json_out){ .buf = n.text, .mark = hc };
+	json_write(&o, entry);
+	n.text[o.len] = 0;
+	n.len = o.len;
+	if (hc) {
+		n.hc_at = o.mark_at;
+		n.hc_len = o.mark_len;
+		n.hits = hc->valuedouble;
+	}
+	cJSON_Delete(entry);
+
 	int dropped = 0;
 	if (c->len >= c->limit) {
 		/* The retired agent dropped the oldest entry when its cache was full. */
-		cJSON_Delete(c->slots[0].entry);
-		free(c->slots[0].key);
+		slot_free(&c->slots[0]);
 		memmove(c->slots, c->slots + 1, (c->len - 1) * sizeof(*c->slots));
 		c->len--;
 		c->dropped++;
@@ -94,16 +276,11 @@ int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 		if (!c->slots)
 			abort();
 	}
-	if (key && !cJSON_GetObjectItemCaseSensitive(entry, "HitCount"))
-		cJSON_AddNumberToObject(entry, "HitCount", 1);
-	struct cache_slot *s = &c->slots[c->len++];
-	s->key = key ? strdup(key) : NULL;
-	s->hash = key ? hash(key) : 0;
-	s->entry = entry;
+	c->slots[c->len++] = n;
 	if (dropped || c->len * 2 + 2 > c->index_cap)
 		reindex(c);
 	else if (key) {
-		size_t h = s->hash & (c->index_cap - 1);
+		size_t h = n.hash & (c->index_cap - 1);
 		while (c->index[h])
 			h = (h + 1) & (c->index_cap - 1);
 		c->index[h] = c->len;
@@ -111,29 +288,46 @@ int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 	return 0;
 }
 
-cJSON *cache_take(struct entry_cache *c)
+void cache_write_slot(struct json_out *o, const struct cache_slot *s)
 {
-	cJSON *arr = cJSON_CreateArray();
-	for (size_t i = 0; i < c->len; i++) {
-		cJSON_AddItemToArray(arr, c->slots[i].entry);
-		free(c->slots[i].key);
+	if (!s->hc_len) {
+		json_put(o, s->text, s->len);
+		return;
 	}
-	c->len = 0;
+	json_put(o, s->text, s->hc_at);
+	json_put_number(o, s->hits);
+	json_put(o, s->text + s->hc_at + s->hc_len, s->len - s->hc_at - s->hc_len);
+}
+
+struct cache_slot *cache_take(struct entry_cache *c, size_t *n)
+{
+	struct cache_slot *slots = c->slots;
+	*n = c->len;
+	c->slots = NULL;
+	c->len = c->cap = 0;
 	c->dropped = 0;
 	if (c->index)
 		memset(c->index, 0, c->index_cap * sizeof(size_t));
-	return arr;
+	return slots;
+}
+
+void cache_slots_free(struct cache_slot *slots, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		slot_free(&slots[i]);
+	free(slots);
 }
 
 void cache_clear(struct entry_cache *c)
 {
-	cJSON_Delete(cache_take(c));
+	size_t n;
+	struct cache_slot *slots = cache_take(c, &n);
+	cache_slots_free(slots, n);
 }
 
 void cache_free(struct entry_cache *c)
 {
 	cache_clear(c);
-	free(c->slots);
 	free(c->index);
 	memset(c, 0, sizeof(*c));
 }

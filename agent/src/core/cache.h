@@ -1,18 +1,47 @@
 /* A bounded cache of payload entries for one collector, aggregating
  * duplicates by key (the retired agent's behaviour: a duplicate raises
- * HitCount; when full the oldest entry is dropped). */
+ * HitCount; when full the oldest entry is dropped), and the JSON writer
+ * that serializes entries and messages.
+ *
+ * Entries wait in the cache as JSON text, not as cJSON trees: a tree
+ * takes about four times the memory of its text (a 64-byte node and a
+ * malloc'd value per field), and hundreds of entries wait between two
+ * messages. */
 #ifndef AGENT_CACHE_H
 #define AGENT_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
+/* Where JSON text goes: a stream, a buffer the caller sized by counting
+ * first, or nowhere (f and buf NULL: only len counts). */
+struct json_out {
+	FILE *f;
+	char *buf;
+	size_t len;          /* bytes written (or counted) so far */
+	const cJSON *mark;   /* json_write notes where this item's value is */
+	size_t mark_at, mark_len;
+	bool failed;         /* an item cJSON could not print either (cJSON_Invalid, raw NULL) */
+};
+void json_put(struct json_out *o, const char *s, size_t n);
+/* The same bytes as cJSON_PrintUnformatted(item). */
+void json_write(struct json_out *o, const cJSON *item);
+/* An object's opening brace and members, without its closing brace. */
+void json_write_open(struct json_out *o, const cJSON *object);
+void json_put_number(struct json_out *o, double d);
+
 struct cache_slot {
-	char *key;       /* NULL: not aggregated */
+	char *key;       /* NULL: not aggregated; else shares text's allocation */
 	size_t hash;     /* of key, kept so that reindexing hashes no string */
-	cJSON *entry;
-	unsigned long long seq;
+	char *text;      /* the entry as JSON */
+	size_t len;      /* of text */
+	/* Where HitCount's value is in text (hc_len 0: no HitCount), and its
+	 * value now: a duplicate raises hits without touching text. */
+	size_t hc_at, hc_len;
+	double hits;
 };
 
 struct entry_cache {
@@ -27,11 +56,15 @@ struct entry_cache {
 
 void cache_init(struct entry_cache *c, size_t limit);
 void cache_set_limit(struct entry_cache *c, size_t limit);
-/* Takes ownership of entry. Returns 1 when a duplicate was merged, 0 when
- * added, and counts a drop when the oldest had to go. */
+/* Takes ownership of entry (and deletes it). Returns 1 when a duplicate
+ * was merged, 0 when added, and counts a drop when the oldest had to go. */
 int cache_add(struct entry_cache *c, cJSON *entry, const char *key);
-/* Moves every entry into a new JSON array (caller frees) and empties the cache. */
-cJSON *cache_take(struct entry_cache *c);
+/* Moves every entry out (the caller frees them with cache_slots_free) and
+ * empties the cache; *n gets their count. */
+struct cache_slot *cache_take(struct entry_cache *c, size_t *n);
+/* One entry as JSON, with its current HitCount. */
+void cache_write_slot(struct json_out *o, const struct cache_slot *s);
+void cache_slots_free(struct cache_slot *slots, size_t n);
 void cache_clear(struct entry_cache *c);
 void cache_free(struct entry_cache *c);
 

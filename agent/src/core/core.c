@@ -191,6 +191,11 @@ void agent_report(struct agent_ctx *ctx, cJSON *entry, const char *key)
 	dispatch(ctx, s->c->event_name, entry);
 	if (s->c->category != CATEGORY_AGGREGATED)
 		key = NULL;
+	/* Masked now rather than when sent: the entry waits in the cache as
+	 * text. A configuration that changes the setting first sends what was
+	 * collected (agent_apply_desired, reload_config). */
+	if (ctx->mask_remote)
+		mask_tree(ctx, entry);
 	size_t before = s->cache.dropped;
 	cache_add(&s->cache, entry, key);
 	if (s->cache.dropped != before) {
@@ -217,8 +222,10 @@ bool agent_observed(const struct agent_ctx *ctx)
 
 /* ---- alerts ---- */
 
+/* An event's header and, unless payload is NULL (the core writes the
+ * cached entries in its place), its payload of `entries` entries. */
 static cJSON *new_event(const char *type, const char *name, enum event_category cat, cJSON *payload,
-			time_t now)
+			size_t entries, time_t now)
 {
 	char id[37], ts[21];
 	uuid4(id);
@@ -227,11 +234,12 @@ static cJSON *new_event(const char *type, const char *name, enum event_category 
 	cJSON_AddStringToObject(ev, "EventType", type);
 	cJSON_AddStringToObject(ev, "Category", category_names[cat]);
 	cJSON_AddStringToObject(ev, "Name", name);
-	cJSON_AddBoolToObject(ev, "IsEmpty", cJSON_GetArraySize(payload) == 0);
+	cJSON_AddBoolToObject(ev, "IsEmpty", entries == 0);
 	cJSON_AddStringToObject(ev, "PayloadSchemaVersion", "1.0");
 	cJSON_AddStringToObject(ev, "Id", id);
 	cJSON_AddStringToObject(ev, "TimestampUTC", ts);
-	cJSON_AddItemToObject(ev, "Payload", payload);
+	if (payload)
+		cJSON_AddItemToObject(ev, "Payload", payload);
 	return ev;
 }
 
@@ -274,7 +282,7 @@ void agent_alert(struct agent_ctx *ctx, const struct alert *a)
 	cJSON_AddItemToObject(p, "Evidence", a->evidence ? a->evidence : cJSON_CreateObject());
 	cJSON *payload = cJSON_CreateArray();
 	cJSON_AddItemToArray(payload, p);
-	cJSON_AddItemToArray(ctx->alerts, new_event("Alert", a->name, CATEGORY_TRIGGERED, payload, agent_now(ctx)));
+	cJSON_AddItemToArray(ctx->alerts, new_event("Alert", a->name, CATEGORY_TRIGGERED, payload, 1, agent_now(ctx)));
 	agent_count(ctx, "alerts", a->name, 1);
 	agent_info(ctx, "alert %s (%s) %s", a->name, a->severity, a->incident ? a->incident : "");
 }
@@ -299,35 +307,73 @@ void agent_alert_end(struct agent_ctx *ctx, const char *name, const char *incide
 	cJSON_AddItemToObject(p, "Evidence", evidence ? evidence : cJSON_CreateObject());
 	cJSON *payload = cJSON_CreateArray();
 	cJSON_AddItemToArray(payload, p);
-	cJSON_AddItemToArray(ctx->alerts, new_event("Alert", name, CATEGORY_TRIGGERED, payload, agent_now(ctx)));
+	cJSON_AddItemToArray(ctx->alerts, new_event("Alert", name, CATEGORY_TRIGGERED, payload, 1, agent_now(ctx)));
 }
 
 /* ---- messages ---- */
 
-/* Serialized events waiting to be joined into one message. */
-struct batch {
-	char **events;
-	size_t n, cap;
-	size_t bytes;
+/* One event of a message: a whole cJSON event (alerts), or a collector's
+ * event header (new_event without a payload) whose payload is the cached
+ * entries slots[from, to). */
+struct out_event {
+	cJSON *ev;
+	bool header;
+	const struct cache_slot *slots;
+	size_t from, to;
 };
 
-static void batch_add(struct batch *b, char *json)
+struct out_list {
+	struct out_event *v;
+	size_t n, cap;
+};
+
+static void out_insert(struct out_list *l, size_t at, struct out_event e)
 {
-	if (b->n == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 16;
-		b->events = realloc(b->events, b->cap * sizeof(char *));
-		if (!b->events)
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = realloc(l->v, l->cap * sizeof(*l->v));
+		if (!l->v)
 			abort();
 	}
-	b->events[b->n++] = json;
-	b->bytes += strlen(json) + 1;
+	memmove(l->v + at + 1, l->v + at, (l->n - at) * sizeof(*l->v));
+	l->v[at] = e;
+	l->n++;
 }
 
-/* Joins the batch's events into one message and hands it out. Each event
- * was serialized by cJSON once; the message is those fragments joined
- * after a cJSON-serialized header, so the whole tree never has to exist
- * twice in memory. */
-static void emit_message(struct agent_ctx *ctx, struct batch *b)
+static void write_event(struct json_out *o, const struct out_event *e)
+{
+	if (!e->header) {
+		json_write(o, e->ev);
+		return;
+	}
+	/* new_event's members, then the payload as the last one */
+	json_write_open(o, e->ev);
+	json_put(o, ",\"Payload\":[", 12);
+	for (size_t i = e->from; i < e->to; i++) {
+		if (i > e->from)
+			json_put(o, ",", 1);
+		cache_write_slot(o, &e->slots[i]);
+	}
+	json_put(o, "]}", 2);
+}
+
+/* Writes the message (header and events) to o. */
+static void write_message(struct json_out *o, const cJSON *hdr, const struct out_event *v, size_t n)
+{
+	json_write_open(o, hdr);
+	json_put(o, ",\"Events\":[", 11);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			json_put(o, ",", 1);
+		write_event(o, &v[i]);
+	}
+	json_put(o, "]}", 2);
+}
+
+/* Hands one message with the events v[0..n) out: to the standard output
+ * as it is written, or to the transport in one buffer sized beforehand,
+ * so that no message text is built and then copied. */
+static void emit_message(struct agent_ctx *ctx, const struct out_event *v, size_t n)
 {
 	char id[37];
 	uuid4(id);
@@ -336,106 +382,85 @@ static void emit_message(struct agent_ctx *ctx, struct batch *b)
 	cJSON_AddStringToObject(hdr, "AgentId", ctx->agent_id);
 	cJSON_AddStringToObject(hdr, "MessageSchemaVersion", AGENT_SCHEMA_VERSION);
 	cJSON_AddStringToObject(hdr, "MessageId", id);
-	char *head = cJSON_PrintUnformatted(hdr);
-	cJSON_Delete(hdr);
-	size_t hlen = head ? strlen(head) : 0;
-	char *json = head ? malloc(hlen + b->bytes + 16) : NULL;
-	if (json) {
-		/* head is "{...}": drop its closing brace and append the events */
-		size_t o = hlen - 1;
-		memcpy(json, head, o);
-		memcpy(json + o, ",\"Events\":[", 11);
-		o += 11;
-		for (size_t i = 0; i < b->n; i++) {
-			size_t l = strlen(b->events[i]);
-			if (i)
-				json[o++] = ',';
-			memcpy(json + o, b->events[i], l);
-			o += l;
-		}
-		memcpy(json + o, "]}", 3);
-	}
-	free(head);
-	for (size_t i = 0; i < b->n; i++)
-		free(b->events[i]);
-	b->n = 0;
-	b->bytes = 0;
-	if (!json)
-		return;
 	if (ctx->transport) {
+		struct json_out size = { 0 };
+		write_message(&size, hdr, v, n);
+		struct json_out o = { .buf = malloc(size.len + 1) };
+		if (!o.buf)
+			abort();
+		write_message(&o, hdr, v, n);
+		o.buf[o.len] = 0;
 		ctx->in_transport++;
-		int refused = ctx->transport->publish(ctx, ctx->transport_state, json, id);
+		int refused = ctx->transport->publish(ctx, ctx->transport_state, o.buf, id);
 		ctx->in_transport--;
 		if (refused != 0) {
 			agent_count(ctx, "messages", "dropped: transport refused", 1);
 			agent_warn(ctx, "the %s transport refused a message; it is dropped", ctx->transport->name);
 		}
+		free(o.buf);
 	} else if (ctx->stdout_sink) {
-		fputs(json, ctx->stdout_sink);
+		struct json_out o = { .f = ctx->stdout_sink };
+		write_message(&o, hdr, v, n);
 		fputc('\n', ctx->stdout_sink);
 		fflush(ctx->stdout_sink);
 	}
+	cJSON_Delete(hdr);
 	agent_count(ctx, "messages", "built", 1);
-	free(json);
 }
 
-/* Put events into messages of at most Agent_MaxMessageBytes, splitting a
- * payload that is too large on its own. */
-static void emit_events(struct agent_ctx *ctx, cJSON *events)
+/* Put the events into messages of at most Agent_MaxMessageBytes,
+ * splitting a payload that is too large on its own; frees the events'
+ * cJSON parts and l's array (not the slots). */
+static void emit_events(struct agent_ctx *ctx, struct out_list *l)
 {
 	long max = config_int(ctx->config, "Agent_MaxMessageBytes");
 	bool mask = config_bool(ctx->config, "Agent_MaskRemoteAddresses");
-	struct batch b = { 0 };
 	long used = 256;
-	cJSON *ev;
-	while ((ev = cJSON_DetachItemFromArray(events, 0)) != NULL) {
-		if (mask)
-			mask_tree(ctx, ev);
-		char *s = cJSON_PrintUnformatted(ev);
-		long len = s ? (long)strlen(s) : 0;
+	size_t first = 0; /* the batch is l->v[first..i) */
+	for (size_t i = 0; i < l->n;) {
+		struct out_event *e = &l->v[i];
+		if (mask && !e->header)
+			mask_tree(ctx, e->ev); /* cached entries were masked when reported */
+		struct json_out size = { 0 };
+		write_event(&size, e);
+		long len = size.failed ? -1 : (long)size.len;
 		if (len + 256 > max) {
-			free(s);
-			cJSON *payload = cJSON_GetObjectItemCaseSensitive(ev, "Payload");
-			int n = cJSON_GetArraySize(payload);
-			if (n > 1) {
+			size_t n = e->to - e->from;
+			if (e->header && n > 1) {
 				/* Halve the payload into two events with the same header. */
-				cJSON *second = cJSON_CreateObject();
-				cJSON *it;
-				cJSON_ArrayForEach(it, ev) {
-					if (strcmp(it->string, "Payload") != 0)
-						cJSON_AddItemToObject(second, it->string, cJSON_Duplicate(it, 1));
-				}
-				cJSON *p2 = cJSON_CreateArray();
-				for (int i = n / 2; i < n; i++)
-					cJSON_AddItemToArray(p2, cJSON_DetachItemFromArray(payload, n / 2));
+				cJSON *second = cJSON_Duplicate(e->ev, 1);
 				char nid[37];
 				uuid4(nid);
 				cJSON_ReplaceItemInObjectCaseSensitive(second, "Id", cJSON_CreateString(nid));
-				cJSON_AddItemToObject(second, "Payload", p2);
-				cJSON_InsertItemInArray(events, 0, second);
-				cJSON_InsertItemInArray(events, 0, ev);
+				struct out_event half = { second, true, e->slots, e->from + n / 2, e->to };
+				e->to = e->from + n / 2;
+				out_insert(l, i + 1, half);
 				continue;
 			}
 			agent_count(ctx, "messages", "dropped: entry too large", 1);
 			agent_warn(ctx, "dropping one %s entry of %ld bytes: larger than Agent_MaxMessageBytes",
-				   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "Name")), len);
-			cJSON_Delete(ev);
+				   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e->ev, "Name")), len);
+		}
+		if (len < 0 || len + 256 > max) {
+			cJSON_Delete(e->ev);
+			memmove(e, e + 1, (l->n - i - 1) * sizeof(*e));
+			l->n--;
 			continue;
 		}
-		cJSON_Delete(ev);
-		if (!s)
-			continue;
-		if (used + len > max && b.n > 0) {
-			emit_message(ctx, &b);
+		if (used + len > max && i > first) {
+			emit_message(ctx, l->v + first, i - first);
 			used = 256;
+			first = i;
 		}
-		batch_add(&b, s);
 		used += len + 1;
+		i++;
 	}
-	cJSON_Delete(events);
-	if (b.n > 0)
-		emit_message(ctx, &b);
-	free(b.events);
+	if (l->n > first)
+		emit_message(ctx, l->v + first, l->n - first);
+	for (size_t i = 0; i < l->n; i++)
+		cJSON_Delete(l->v[i].ev);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
 }
 
 static bool slot_enabled(const struct agent_ctx *ctx, const struct collector_slot *s)
@@ -476,16 +501,29 @@ long long core_interval_ms(const struct agent_ctx *ctx, enum agent_priority p)
 	return ms < 1000 ? 1000 : ms;
 }
 
+/* Moves the alerts waiting into l. */
+static void take_alerts(struct agent_ctx *ctx, struct out_list *l)
+{
+	cJSON *a;
+	while ((a = cJSON_DetachItemFromArray(ctx->alerts, 0)) != NULL)
+		out_insert(l, l->n, (struct out_event){ .ev = a });
+}
+
 void core_flush(struct agent_ctx *ctx, enum agent_priority prio)
 {
-	cJSON *events = cJSON_CreateArray();
-	if (prio == PRIORITY_COUNT) {
-		/* Everything at once (--once, shutdown): the alerts go in the same
-		 * message, first. */
-		cJSON *a;
-		while ((a = cJSON_DetachItemFromArray(ctx->alerts, 0)) != NULL)
-			cJSON_AddItemToArray(events, a);
-	}
+	struct out_list l = { 0 };
+	/* Everything at once (--once, shutdown): the alerts go in the same
+	 * message, first. */
+	if (prio == PRIORITY_COUNT)
+		take_alerts(ctx, &l);
+	/* The entries taken from the caches, freed once they went out. */
+	struct taken {
+		struct cache_slot *slots;
+		size_t n;
+	} *taken = calloc(ctx->ncollectors ? ctx->ncollectors : 1, sizeof(*taken));
+	if (!taken)
+		abort();
+	size_t ntaken = 0;
 	for (size_t i = 0; i < ctx->ncollectors; i++) {
 		struct collector_slot *s = &ctx->collectors[i];
 		if (!s->initialised || !slot_enabled(ctx, s))
@@ -498,23 +536,24 @@ void core_flush(struct agent_ctx *ctx, enum agent_priority prio)
 			continue;
 		if (s->cache.dropped)
 			agent_count(ctx, s->c->event_name, "dropped: cache full", 0);
-		cJSON *payload = cache_take(&s->cache);
-		cJSON_AddItemToArray(events, new_event("Security", s->c->event_name, s->c->category, payload,
-						       agent_now(ctx)));
+		struct taken *t = &taken[ntaken++];
+		t->slots = cache_take(&s->cache, &t->n);
+		cJSON *hdr = new_event("Security", s->c->event_name, s->c->category, NULL, t->n, agent_now(ctx));
+		out_insert(&l, l.n, (struct out_event){ hdr, true, t->slots, 0, t->n });
 	}
-	if (cJSON_GetArraySize(events) > 0)
-		emit_events(ctx, events);
-	else
-		cJSON_Delete(events);
+	emit_events(ctx, &l);
+	for (size_t i = 0; i < ntaken; i++)
+		cache_slots_free(taken[i].slots, taken[i].n);
+	free(taken);
 }
 
 void core_flush_alerts(struct agent_ctx *ctx)
 {
 	if (cJSON_GetArraySize(ctx->alerts) == 0)
 		return;
-	cJSON *events = ctx->alerts;
-	ctx->alerts = cJSON_CreateArray();
-	emit_events(ctx, events);
+	struct out_list l = { 0 };
+	take_alerts(ctx, &l);
+	emit_events(ctx, &l);
 }
 
 static void ensure_init(struct agent_ctx *ctx, struct collector_slot *s)
@@ -591,6 +630,7 @@ void core_collect_all(struct agent_ctx *ctx, bool force_all)
 
 void core_reconfigure(struct agent_ctx *ctx)
 {
+	ctx->mask_remote = config_bool(ctx->config, "Agent_MaskRemoteAddresses");
 	ctx->log_level = 1;
 	const char *lv = config_string(ctx->config, "Agent_LogLevel");
 	for (int i = 0; i < 4; i++)
@@ -804,6 +844,12 @@ static void reload_config(struct agent_ctx *ctx)
 		agent_warn(ctx, "reload: %s; keeping the last good configuration", err);
 		agent_count(ctx, "config", "rejected reloads", 1);
 		return;
+	}
+	if (config_bool(next, "Agent_MaskRemoteAddresses") != ctx->mask_remote) {
+		/* As for a twin patch: what was collected under the old setting
+		 * goes out first (the cached entries are already masked or not). */
+		core_flush_alerts(ctx);
+		core_flush(ctx, PRIORITY_COUNT);
 	}
 	config_free(ctx->config);
 	ctx->config = next;

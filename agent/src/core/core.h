@@ -57,6 +57,7 @@ struct agent_ctx {
 	/* where messages go when there is no transport (--once, --replay) */
 	FILE *stdout_sink;
 	int log_level;
+	bool mask_remote;                /* Agent_MaskRemoteAddresses */
 	unsigned char mask_key[16];
 };
 
