@@ -21,7 +21,7 @@ static cJSON *take_json(struct entry_cache *c)
 	for (size_t i = 0; i < n; i++) {
 		struct json_out size = { 0 };
 		cache_write_slot(&size, &slots[i]);
-		struct json_out o = { .buf = malloc(size.len + 1) };
+		struct json_out o = { .buf = malloc(size.len + 1), .cap = size.len };
 		cache_write_slot(&o, &slots[i]);
 		o.buf[o.len] = 0;
 		assert_int_equal(o.len, size.len);
@@ -93,7 +93,7 @@ static void json_write_matches_cjson(void **state)
 	char *want = cJSON_PrintUnformatted(v);
 	struct json_out size = { 0 };
 	json_write(&size, v);
-	struct json_out o = { .buf = calloc(1, size.len + 1) };
+	struct json_out o = { .buf = calloc(1, size.len + 1), .cap = size.len };
 	json_write(&o, v);
 	assert_false(o.failed);
 	assert_int_equal(o.len, size.len);
@@ -120,7 +120,7 @@ static void cache_hitcount_in_place(void **state)
 	struct cache_slot *slots = cache_take(&c, &n);
 	assert_int_equal(n, 1);
 	char buf[64];
-	struct json_out o = { .buf = buf };
+	struct json_out o = { .buf = buf, .cap = sizeof(buf) - 1 };
 	cache_write_slot(&o, &slots[0]);
 	buf[o.len] = 0;
 	assert_string_equal(buf, "{\"HitCount\":12,\"Name\":\"x\"}");

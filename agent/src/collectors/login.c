@@ -35,7 +35,7 @@ struct followed {
 	ino_t ino;
 	off_t offset;
 	bool seen;          /* opened at least once */
-	char partial[MAX_LINE];
+	char *partial;      /* MAX_LINE bytes, allocated when a log is first read */
 	size_t plen;
 	bool skipping;      /* inside an overlong line: drop until its end */
 };
@@ -415,6 +415,10 @@ static void follow_log(struct agent_ctx *ctx, struct login_state *s, struct foll
 	int fd = follow_open(ctx, f, s->first_pass, config_int(agent_config(ctx), "Login_InitialReadBytes"), 1);
 	if (fd < 0)
 		return;
+	if (!f->partial && !(f->partial = malloc(MAX_LINE))) {
+		close(fd);
+		return;
+	}
 	char buf[8192];
 	size_t total = 0;
 	while (total < READ_PER_PASS) {
@@ -435,7 +439,7 @@ static void follow_log(struct agent_ctx *ctx, struct login_state *s, struct foll
 				f->plen = 0;
 				f->skipping = false;
 			} else if (!f->skipping) {
-				if (f->plen + 1 >= sizeof(f->partial)) {
+				if (f->plen + 1 >= MAX_LINE) {
 					/* An overlong line is not one of the messages we
 					 * parse: drop it whole. */
 					f->skipping = true;
@@ -519,16 +523,25 @@ static void configure(struct agent_ctx *ctx, void *state)
 	struct login_state *s = state;
 	const char *const *files;
 	size_t n = config_list(agent_config(ctx), "Login_LogFiles", &files);
-	struct login_state old = *s;
+	struct followed old[MAX_FILES];
+	size_t nold = s->nlogs;
+	memcpy(old, s->logs, sizeof(old));
 	s->nlogs = 0;
 	for (size_t i = 0; i < n && s->nlogs < MAX_FILES; i++) {
 		struct followed *f = &s->logs[s->nlogs++];
 		memset(f, 0, sizeof(*f));
 		snprintf(f->path, sizeof(f->path), "%s", files[i]);
-		for (size_t j = 0; j < old.nlogs; j++)
-			if (strcmp(old.logs[j].path, f->path) == 0)
-				*f = old.logs[j]; /* keep the position of a file still followed */
+		for (size_t j = 0; j < nold; j++) {
+			if (strcmp(old[j].path, f->path) == 0) {
+				*f = old[j]; /* keep the position of a file still followed */
+				old[j].partial = NULL; /* now f's (a duplicate path gets none) */
+				old[j].plen = 0;
+				break;
+			}
+		}
 	}
+	for (size_t j = 0; j < nold; j++)
+		free(old[j].partial);
 	if (n > MAX_FILES)
 		agent_warn(ctx, "Login_LogFiles: only the first %d files are followed", MAX_FILES);
 }
@@ -564,6 +577,9 @@ static int collect(struct agent_ctx *ctx, void *state)
 
 static void fini(void *state)
 {
+	struct login_state *s = state;
+	for (size_t i = 0; s && i < s->nlogs; i++)
+		free(s->logs[i].partial);
 	free(state);
 }
 

@@ -19,7 +19,7 @@ void json_put(struct json_out *o, const char *s, size_t n)
 {
 	if (o->f)
 		fwrite(s, 1, n, o->f);
-	else if (o->buf)
+	else if (o->buf && o->len + n <= o->cap)
 		memcpy(o->buf + o->len, s, n);
 	o->len += n;
 }
@@ -181,7 +181,7 @@ void cache_set_limit(struct entry_cache *c, size_t limit)
 
 static void slot_free(struct cache_slot *s)
 {
-	free(s->key ? s->key : s->text); /* key and text are one allocation */
+	free(s->text); /* and the key, in the same allocation */
 }
 
 static void reindex(struct entry_cache *c)
@@ -191,19 +191,19 @@ static void reindex(struct entry_cache *c)
 		want *= 2;
 	if (want != c->index_cap) {
 		free(c->index);
-		c->index = malloc(want * sizeof(size_t));
+		c->index = malloc(want * sizeof(*c->index));
 		if (!c->index)
 			abort();
 		c->index_cap = want;
 	}
-	memset(c->index, 0, c->index_cap * sizeof(size_t));
+	memset(c->index, 0, c->index_cap * sizeof(*c->index));
 	for (size_t i = 0; i < c->len; i++) {
-		if (!c->slots[i].key)
+		if (!c->slots[i].keyed)
 			continue;
 		size_t h = c->slots[i].hash & (c->index_cap - 1);
 		while (c->index[h])
 			h = (h + 1) & (c->index_cap - 1);
-		c->index[h] = i + 1;
+		c->index[h] = (uint32_t)(i + 1);
 	}
 }
 
@@ -214,7 +214,7 @@ static struct cache_slot *lookup(struct entry_cache *c, const char *key)
 	size_t h = hash(key) & (c->index_cap - 1);
 	while (c->index[h]) {
 		struct cache_slot *s = &c->slots[c->index[h] - 1];
-		if (s->key && strcmp(s->key, key) == 0)
+		if (s->keyed && strcmp(cache_slot_key(s), key) == 0)
 			return s;
 		h = (h + 1) & (c->index_cap - 1);
 	}
@@ -236,27 +236,34 @@ int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 		else if (!cJSON_IsNumber(hc))
 			cJSON_ReplaceItemInObjectCaseSensitive(entry, "HitCount", hc = cJSON_CreateNumber(1));
 	}
-	/* Counted first, so that the text takes exactly its size. */
-	struct json_out o = { .mark = hc };
+	/* Written to the stack first, so that the text takes exactly its size;
+	 * the rare larger entry is written again once its size is known. */
+	char scratch[2048];
+	struct json_out o = { .buf = scratch, .cap = sizeof(scratch), .mark = hc };
 	json_write(&o, entry);
+	if (o.failed || o.len > UINT32_MAX / 2) {
+		cJSON_Delete(entry); /* nothing a message could carry */
+		return 0;
+	}
 	size_t klen = key ? strlen(key) + 1 : 0;
-	char *block = malloc(klen + o.len + 1);
-	if (!block)
+	struct cache_slot n = { .text = malloc(o.len + 1 + klen), .len = (uint32_t)o.len };
+	if (!n.text)
 		abort();
-	struct cache_slot n = { 0 };
+	if (o.len <= sizeof(scratch)) {
+		memcpy(n.text, scratch, o.len);
+	} else {
+		o = (struct json_out){ .buf = n.text, .cap = o.len, .mark = hc };
+		json_write(&o, entry);
+	}
+	n.text[o.len] = 0;
 	if (key) {
-		memcpy(block, key, klen);
-		n.key = block;
+		memcpy(n.text + o.len + 1, key, klen);
+		n.keyed = true;
 		n.hash = hash(key);
 	}
-	n.text = block + klen;
-	o = (struct json_out){ .buf = n.text, .mark = hc };
-	json_write(&o, entry);
-	n.text[o.len] = 0;
-	n.len = o.len;
 	if (hc) {
-		n.hc_at = o.mark_at;
-		n.hc_len = o.mark_len;
+		n.hc_at = (uint32_t)o.mark_at;
+		n.hc_len = (uint16_t)o.mark_len;
 		n.hits = hc->valuedouble;
 	}
 	cJSON_Delete(entry);
@@ -283,7 +290,7 @@ int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 		size_t h = n.hash & (c->index_cap - 1);
 		while (c->index[h])
 			h = (h + 1) & (c->index_cap - 1);
-		c->index[h] = c->len;
+		c->index[h] = (uint32_t)c->len;
 	}
 	return 0;
 }
@@ -307,7 +314,7 @@ struct cache_slot *cache_take(struct entry_cache *c, size_t *n)
 	c->len = c->cap = 0;
 	c->dropped = 0;
 	if (c->index)
-		memset(c->index, 0, c->index_cap * sizeof(size_t));
+		memset(c->index, 0, c->index_cap * sizeof(*c->index));
 	return slots;
 }
 

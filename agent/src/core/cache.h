@@ -12,15 +12,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
 
-/* Where JSON text goes: a stream, a buffer the caller sized by counting
- * first, or nowhere (f and buf NULL: only len counts). */
+/* Where JSON text goes: a stream, a buffer of cap bytes (what does not
+ * fit is only counted), or nowhere (f and buf NULL: only len counts). */
 struct json_out {
 	FILE *f;
 	char *buf;
+	size_t cap;
 	size_t len;          /* bytes written (or counted) so far */
 	const cJSON *mark;   /* json_write notes where this item's value is */
 	size_t mark_at, mark_len;
@@ -34,15 +36,19 @@ void json_write_open(struct json_out *o, const cJSON *object);
 void json_put_number(struct json_out *o, double d);
 
 struct cache_slot {
-	char *key;       /* NULL: not aggregated; else shares text's allocation */
-	size_t hash;     /* of key, kept so that reindexing hashes no string */
-	char *text;      /* the entry as JSON */
-	size_t len;      /* of text */
-	/* Where HitCount's value is in text (hc_len 0: no HitCount), and its
-	 * value now: a duplicate raises hits without touching text. */
-	size_t hc_at, hc_len;
-	double hits;
+	char *text;      /* the entry as JSON, then (keyed) its key: one allocation */
+	size_t hash;     /* of the key, kept so that reindexing hashes no string */
+	double hits;     /* HitCount now: a duplicate raises it without touching text */
+	uint32_t len;    /* of text */
+	uint32_t hc_at;  /* where HitCount's value is in text */
+	uint16_t hc_len; /* and its length (0: no HitCount) */
+	bool keyed;
 };
+/* The key of an aggregated entry, or NULL. */
+static inline const char *cache_slot_key(const struct cache_slot *s)
+{
+	return s->keyed ? s->text + s->len + 1 : NULL;
+}
 
 struct entry_cache {
 	struct cache_slot *slots;  /* insertion order, oldest first */
@@ -50,7 +56,7 @@ struct entry_cache {
 	size_t limit;
 	size_t dropped;            /* since the last take */
 	/* open-addressing index of slots by key: index into slots + 1, 0 empty */
-	size_t *index;
+	uint32_t *index;
 	size_t index_cap;
 };
 

@@ -72,5 +72,12 @@ char *text_clean(const char *s, size_t len, size_t max)
 	while (o > 0 && out[o - 1] == ' ')
 		o--;
 	out[o] = 0;
+	/* Room for 3 bytes per input byte was reserved; text kept in tables
+	 * (every process's command line) gives back what it did not use. */
+	if (max - o >= 16) {
+		char *shrunk = realloc(out, o + 1);
+		if (shrunk)
+			out = shrunk;
+	}
 	return out;
 }
