@@ -372,6 +372,17 @@ static void write_event(struct json_out *o, const struct out_event *e)
 	json_put(o, "]}", 2);
 }
 
+static cJSON *message_header(const struct agent_ctx *ctx, char id[37])
+{
+	uuid4(id);
+	cJSON *hdr = cJSON_CreateObject();
+	cJSON_AddStringToObject(hdr, "AgentVersion", AGENT_VERSION);
+	cJSON_AddStringToObject(hdr, "AgentId", ctx->agent_id);
+	cJSON_AddStringToObject(hdr, "MessageSchemaVersion", AGENT_SCHEMA_VERSION);
+	cJSON_AddStringToObject(hdr, "MessageId", id);
+	return hdr;
+}
+
 /* Writes the message (header and events) to o. */
 static void write_message(struct json_out *o, const cJSON *hdr, const struct out_event *v, size_t n)
 {
@@ -385,53 +396,73 @@ static void write_message(struct json_out *o, const cJSON *hdr, const struct out
 	json_put(o, "]}", 2);
 }
 
-/* Hands one message with the events v[0..n) out: to the standard output
- * as it is written, or to the transport in one buffer sized beforehand,
- * so that no message text is built and then copied. */
-static void emit_message(struct agent_ctx *ctx, const struct out_event *v, size_t n)
+/* Hands one message with the events v[0..n) to the transport, in one
+ * buffer sized beforehand. */
+static void publish_message(struct agent_ctx *ctx, const struct out_event *v, size_t n)
 {
 	char id[37];
-	uuid4(id);
-	cJSON *hdr = cJSON_CreateObject();
-	cJSON_AddStringToObject(hdr, "AgentVersion", AGENT_VERSION);
-	cJSON_AddStringToObject(hdr, "AgentId", ctx->agent_id);
-	cJSON_AddStringToObject(hdr, "MessageSchemaVersion", AGENT_SCHEMA_VERSION);
-	cJSON_AddStringToObject(hdr, "MessageId", id);
-	if (ctx->transport) {
-		struct json_out size = { 0 };
-		write_message(&size, hdr, v, n);
-		struct json_out o = { .buf = malloc(size.len + 1), .cap = size.len };
-		if (!o.buf)
-			abort();
-		write_message(&o, hdr, v, n);
-		o.buf[o.len] = 0;
-		ctx->in_transport++;
-		int refused = ctx->transport->publish(ctx, ctx->transport_state, o.buf, id);
-		ctx->in_transport--;
-		if (refused != 0) {
-			agent_count(ctx, "messages", "dropped: transport refused", 1);
-			agent_warn(ctx, "the %s transport refused a message; it is dropped", ctx->transport->name);
-		}
-		free(o.buf);
-	} else if (ctx->stdout_sink) {
-		struct json_out o = { .f = ctx->stdout_sink };
-		write_message(&o, hdr, v, n);
-		fputc('\n', ctx->stdout_sink);
-		fflush(ctx->stdout_sink);
-	}
+	cJSON *hdr = message_header(ctx, id);
+	struct json_out size = { 0 };
+	write_message(&size, hdr, v, n);
+	struct json_out o = { .buf = malloc(size.len + 1), .cap = size.len };
+	if (!o.buf)
+		abort();
+	write_message(&o, hdr, v, n);
+	o.buf[o.len] = 0;
 	cJSON_Delete(hdr);
+	ctx->in_transport++;
+	int refused = ctx->transport->publish(ctx, ctx->transport_state, o.buf, id);
+	ctx->in_transport--;
+	if (refused != 0) {
+		agent_count(ctx, "messages", "dropped: transport refused", 1);
+		agent_warn(ctx, "the %s transport refused a message; it is dropped", ctx->transport->name);
+	}
+	free(o.buf);
+	agent_count(ctx, "messages", "built", 1);
+}
+
+/* Without a transport, a message is written to the standard output as
+ * its events come, and stays open between calls of emit_events until
+ * out_close: --once writes each collector's event as soon as the
+ * collector has run (see core_once). */
+static void out_event(struct agent_ctx *ctx, const struct out_event *e)
+{
+	struct json_out o = { .f = ctx->stdout_sink };
+	if (!ctx->msg_open) {
+		char id[37];
+		cJSON *hdr = message_header(ctx, id);
+		json_write_open(&o, hdr);
+		json_put(&o, ",\"Events\":[", 11);
+		cJSON_Delete(hdr);
+		ctx->msg_open = true;
+	} else {
+		json_put(&o, ",", 1);
+	}
+	write_event(&o, e);
+}
+
+static void out_close(struct agent_ctx *ctx)
+{
+	if (!ctx->msg_open)
+		return;
+	fputs("]}\n", ctx->stdout_sink);
+	fflush(ctx->stdout_sink);
+	ctx->msg_open = false;
+	ctx->msg_used = 256;
 	agent_count(ctx, "messages", "built", 1);
 }
 
 /* Put the events into messages of at most Agent_MaxMessageBytes,
  * splitting a payload that is too large on its own; frees the events'
- * cJSON parts and l's array (not the slots). */
-static void emit_events(struct agent_ctx *ctx, struct out_list *l)
+ * cJSON parts and l's array (not the slots). keep_open: the message on
+ * the standard output is left open for more events. */
+static void emit_events(struct agent_ctx *ctx, struct out_list *l, bool keep_open)
 {
 	long max = config_int(ctx->config, "Agent_MaxMessageBytes");
 	bool mask = config_bool(ctx->config, "Agent_MaskRemoteAddresses");
-	long used = 256;
-	size_t first = 0; /* the batch is l->v[first..i) */
+	bool stream = !ctx->transport && ctx->stdout_sink;
+	long used = stream ? ctx->msg_used : 256;
+	size_t first = 0; /* the transport's batch is l->v[first..i) */
 	for (size_t i = 0; i < l->n;) {
 		struct out_event *e = &l->v[i];
 		if (mask && !e->header)
@@ -462,16 +493,27 @@ static void emit_events(struct agent_ctx *ctx, struct out_list *l)
 			l->n--;
 			continue;
 		}
-		if (used + len > max && i > first) {
-			emit_message(ctx, l->v + first, i - first);
+		if (used + len > max && (stream ? ctx->msg_open : i > first)) {
+			if (stream) {
+				out_close(ctx);
+			} else if (ctx->transport) {
+				publish_message(ctx, l->v + first, i - first);
+				first = i;
+			}
 			used = 256;
-			first = i;
 		}
+		if (stream)
+			out_event(ctx, e);
 		used += len + 1;
 		i++;
 	}
-	if (l->n > first)
-		emit_message(ctx, l->v + first, l->n - first);
+	if (stream) {
+		ctx->msg_used = used;
+		if (!keep_open)
+			out_close(ctx);
+	} else if (ctx->transport && l->n > first) {
+		publish_message(ctx, l->v + first, l->n - first);
+	}
 	for (size_t i = 0; i < l->n; i++)
 		cJSON_Delete(l->v[i].ev);
 	free(l->v);
@@ -524,12 +566,14 @@ static void take_alerts(struct agent_ctx *ctx, struct out_list *l)
 		out_insert(l, l->n, (struct out_event){ .ev = a });
 }
 
-void core_flush(struct agent_ctx *ctx, enum agent_priority prio)
+/* core_flush, or with `only` that collector's event alone (and no alerts),
+ * leaving the message on the standard output open. */
+static void flush(struct agent_ctx *ctx, enum agent_priority prio, const struct collector_slot *only)
 {
 	struct out_list l = { 0 };
 	/* Everything at once (--once, shutdown): the alerts go in the same
 	 * message, first. */
-	if (prio == PRIORITY_COUNT)
+	if (prio == PRIORITY_COUNT && !only)
 		take_alerts(ctx, &l);
 	/* The entries taken from the caches, freed once they went out. */
 	struct taken {
@@ -541,7 +585,7 @@ void core_flush(struct agent_ctx *ctx, enum agent_priority prio)
 	size_t ntaken = 0;
 	for (size_t i = 0; i < ctx->ncollectors; i++) {
 		struct collector_slot *s = &ctx->collectors[i];
-		if (!s->initialised || !slot_enabled(ctx, s))
+		if (!s->initialised || !slot_enabled(ctx, s) || (only && s != only))
 			continue;
 		if (prio != PRIORITY_COUNT && slot_priority(ctx, s) != prio)
 			continue;
@@ -556,10 +600,15 @@ void core_flush(struct agent_ctx *ctx, enum agent_priority prio)
 		cJSON *hdr = new_event("Security", s->c->event_name, s->c->category, NULL, t->n, agent_now(ctx));
 		out_insert(&l, l.n, (struct out_event){ hdr, true, t->slots, 0, t->n });
 	}
-	emit_events(ctx, &l);
+	emit_events(ctx, &l, only != NULL);
 	for (size_t i = 0; i < ntaken; i++)
 		cache_slots_free(taken[i].slots, taken[i].n);
 	free(taken);
+}
+
+void core_flush(struct agent_ctx *ctx, enum agent_priority prio)
+{
+	flush(ctx, prio, NULL);
 }
 
 void core_flush_alerts(struct agent_ctx *ctx)
@@ -568,7 +617,7 @@ void core_flush_alerts(struct agent_ctx *ctx)
 		return;
 	struct out_list l = { 0 };
 	take_alerts(ctx, &l);
-	emit_events(ctx, &l);
+	emit_events(ctx, &l, false);
 }
 
 static void ensure_init(struct agent_ctx *ctx, struct collector_slot *s)
@@ -606,11 +655,25 @@ void core_detectors_tick(struct agent_ctx *ctx)
 
 void core_once(struct agent_ctx *ctx)
 {
-	for (size_t i = 0; i < ctx->ncollectors; i++)
-		if (slot_enabled(ctx, &ctx->collectors[i]))
-			run_collect(ctx, &ctx->collectors[i]);
+	/* The message holds the alerts first, and only detectors raise them.
+	 * Without detectors, each collector's event goes to the standard
+	 * output as soon as the collector has run: the entries of one
+	 * collector wait in memory, not those of all (the same message, byte
+	 * for byte). */
+	bool stream = ctx->ndetectors == 0 && !ctx->transport && ctx->stdout_sink;
+	for (size_t i = 0; i < ctx->ncollectors; i++) {
+		struct collector_slot *s = &ctx->collectors[i];
+		if (!slot_enabled(ctx, s))
+			continue;
+		run_collect(ctx, s);
+		if (stream)
+			flush(ctx, PRIORITY_COUNT, s);
+	}
 	core_detectors_tick(ctx);
-	core_flush(ctx, PRIORITY_COUNT);
+	if (stream)
+		out_close(ctx);
+	else
+		core_flush(ctx, PRIORITY_COUNT);
 }
 
 void core_collect_all(struct agent_ctx *ctx, bool force_all)
@@ -764,6 +827,7 @@ int core_init(struct agent_ctx *ctx, struct agent_config *cfg, const char *root)
 	while (rl > 0 && ctx->root[rl - 1] == '/')
 		ctx->root[--rl] = 0;
 	ctx->config = cfg;
+	ctx->msg_used = 256;
 	ctx->counters = cJSON_CreateObject();
 	ctx->alerts = cJSON_CreateArray();
 	ctx->incidents = cJSON_CreateArray();

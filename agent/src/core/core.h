@@ -56,6 +56,8 @@ struct agent_ctx {
 
 	/* where messages go when there is no transport (--once, --replay) */
 	FILE *stdout_sink;
+	bool msg_open;                   /* a message is being written to it */
+	long msg_used;                   /* its size so far, as emit_events counts */
 	int log_level;
 	bool mask_remote;                /* Agent_MaskRemoteAddresses */
 	unsigned char mask_key[16];
