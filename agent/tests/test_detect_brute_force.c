@@ -218,6 +218,46 @@ static void flood_is_bounded_and_gives_few_alerts(void **state)
 	assert_true(storm);
 }
 
+/* The bench's flood (100,000 failures, each from one of 10,000 sources
+ * drawn at random, random users) with twenty real attackers in it, each
+ * trying six passwords 500 lines apart: the bounded table must keep every
+ * attacker long enough to cross its threshold, however many one-off
+ * sources pass through it, and each is alerted by its own address. */
+static void attackers_in_a_flood_are_alerted(void **state)
+{
+	(void)state;
+	static const char *const users[] = { "root", "admin", "pi",     "ubnt",  "support",
+					     "user", "test",  "oracle", "guest", "ftp" };
+	enum { ATTACKERS = 20, TRIES = 6, GAP = 500, SPACING = 4500 };
+	char addr[32];
+	unsigned seed = 7;
+	for (int i = 0; i < 100000; i++) {
+		seed = seed * 1103515245u + 12345u;
+		unsigned s = (seed >> 8) % 10000;
+		snprintf(addr, sizeof(addr), "100.%u.%u.%u", 64 + (s >> 16), (s >> 8) & 255, s & 255);
+		FAIL(addr, users[(seed >> 4) % 10]);
+		int a = i / SPACING, k = i % SPACING;
+		if (a < ATTACKERS && k % GAP == 0 && k / GAP < TRIES) {
+			snprintf(addr, sizeof(addr), "198.51.100.%d", a + 1);
+			FAIL(addr, "admin");
+		}
+		if (i % 300 == 299)
+			h_advance(1); /* 300 lines a second, as in the bench's replay */
+	}
+	for (int a = 0; a < ATTACKERS; a++) {
+		snprintf(addr, sizeof(addr), "198.51.100.%d", a + 1);
+		const cJSON *found = NULL;
+		for (int n = 0; !found && h_alert("BruteForce", "Active", n); n++)
+			if (strcmp(h_str(h_alert("BruteForce", "Active", n), "Incident"), addr) == 0)
+				found = h_alert("BruteForce", "Active", n);
+		if (!found)
+			fail_msg("no BruteForce for attacker %s in the flood", addr);
+		assert_int_equal(h_num(found, "Evidence.FailedCount"), 5);
+		assert_string_equal(h_str(found, "Evidence.Variant"), "fast");
+		assert_string_equal(h_str(found, "Severity"), "Critical");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -234,6 +274,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(allowed_sources_are_not_counted, h_setup, h_teardown),
 		cmocka_unit_test_setup_teardown(old_log_lines_do_not_alert, h_setup, h_teardown),
 		cmocka_unit_test_setup_teardown(flood_is_bounded_and_gives_few_alerts, h_setup, h_teardown),
+		cmocka_unit_test_setup_teardown(attackers_in_a_flood_are_alerted, h_setup, h_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,8 @@
 
 #define RING 10       /* slots of the sliding window */
 #define DISTINCT 16   /* distinct users (per source) or sources (per user) remembered */
-#define NAMES 4       /* of which the names kept for evidence */
+#define NAMES 4       /* of which the names kept for evidence, */
+#define NAMES_BYTES 80 /* packed (4 IPv4 addresses or typical user names fit) */
 #define SLOW_TIMES 8  /* failure times kept for the low-and-slow variant */
 /* Past this many per-source alerts within BruteForce_WindowSeconds, further
  * sources join one "many-sources" incident: a flood from thousands of
@@ -85,7 +86,7 @@ struct counts {
 	struct dbucket fast, slow;
 	uint32_t ring[RING];
 	long long ring_slot;          /* slot number of ring's newest slot */
-	double failed, invalid;       /* weighted, since the first failure of this run */
+	float failed, invalid;        /* weighted, since the first failure of this run */
 	time_t first, last;
 	time_t alerted;               /* an open BruteForce incident started then */
 	time_t ended;                 /* when the last incident ended */
@@ -94,11 +95,11 @@ struct counts {
 	time_t success;               /* an open BruteForceSuccess incident started then */
 	bool privileged;
 	bool in_storm;
-	char variant[20];
+	const char *variant;          /* the variant that tripped (a literal) */
 	uint32_t distinct[DISTINCT];
 	uint8_t ndistinct;
-	uint8_t nnames;
-	char names[NAMES][64]; /* user names, or addresses (INET6_ADDRSTRLEN fits) */
+	uint8_t nnames, names_len;
+	char names[NAMES_BYTES];      /* user names, or addresses, each NUL-terminated */
 };
 
 struct bf {
@@ -238,6 +239,19 @@ static bool low_and_slow(const struct bf *b, struct counts *k, time_t t)
 	return gaps[n / 2] >= b->ls_gap;
 }
 
+/* Keep a name for the evidence: the first NAMES that fit (each cut at 63
+ * bytes, as the old fixed slots did). */
+static void keep_name(struct counts *k, const char *name)
+{
+	size_t n = strnlen(name, 63);
+	if (k->nnames == NAMES || k->names_len + n + 1 > sizeof(k->names))
+		return;
+	memcpy(k->names + k->names_len, name, n);
+	k->names[k->names_len + n] = 0;
+	k->names_len += (uint8_t)(n + 1);
+	k->nnames++;
+}
+
 /* Count one failure; returns the variant that tripped, or NULL. */
 static const char *count_failure(const struct bf *b, struct counts *k, time_t t, double weight, const char *other,
 				 bool privileged, bool enumeration)
@@ -277,8 +291,8 @@ static const char *count_failure(const struct bf *b, struct counts *k, time_t t,
 			seen |= k->distinct[i] == h;
 		if (!seen && k->ndistinct < DISTINCT)
 			k->distinct[k->ndistinct++] = h;
-		if (!seen && k->nnames < NAMES)
-			snprintf(k->names[k->nnames++], sizeof(k->names[0]), "%s", other);
+		if (!seen)
+			keep_name(k, other);
 	}
 	bool tripped = fast >= (double)b->fast_n || slow >= (double)b->slow_n ||
 		       window_sum(k, slot) >= (uint32_t)b->win_n;
@@ -308,8 +322,9 @@ static long variant_seconds(const struct bf *b, const char *variant)
 static cJSON *names_array(const struct counts *k)
 {
 	cJSON *a = cJSON_CreateArray();
-	for (int i = 0; i < k->nnames; i++)
-		cJSON_AddItemToArray(a, cJSON_CreateString(k->names[i]));
+	const char *name = k->names;
+	for (int i = 0; i < k->nnames; i++, name += strlen(name) + 1)
+		cJSON_AddItemToArray(a, cJSON_CreateString(name));
 	return a;
 }
 
@@ -412,12 +427,11 @@ static void raise_storm(struct agent_ctx *ctx, struct bf *b, struct counts *s, c
 	k->failed += s->failed;
 	k->privileged |= s->privileged;
 	k->ndistinct = k->ndistinct < 255 ? k->ndistinct + 1 : 255;
-	if (k->nnames < NAMES)
-		snprintf(k->names[k->nnames++], sizeof(k->names[0]), "%s", addr);
+	keep_name(k, addr);
 	if (k->alerted)
 		return;
 	k->alerted = agent_now(ctx);
-	snprintf(k->variant, sizeof(k->variant), "%s", s->variant);
+	k->variant = s->variant;
 	cJSON *e = evidence(b, k);
 	cJSON_AddItemToObject(e, "RemoteAddresses", names_array(k));
 	cJSON_AddNumberToObject(e, "SourcesAlertedSeparately", MAX_SOURCE_ALERTS);
@@ -451,7 +465,7 @@ static void on_failure(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, 
 		if (dfield_bool(entry, "InvalidUser"))
 			s->invalid += weight;
 		if (v && !s->alerted) {
-			snprintf(s->variant, sizeof(s->variant), "%s", v);
+			s->variant = v;
 			s->alerted = agent_now(ctx);
 			double leak = (double)b->win_s / MAX_SOURCE_ALERTS;
 			if (b->storm.alerted || dbucket_level(&b->source_alerts, (double)t, leak) >= MAX_SOURCE_ALERTS) {
@@ -473,7 +487,7 @@ static void on_failure(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, 
 		/* One source is the per-source alert's business; this one is for
 		 * attacks spread over many addresses. */
 		if (v && !u->alerted && u->ndistinct >= 2) {
-			snprintf(u->variant, sizeof(u->variant), "%s", v);
+			u->variant = v;
 			u->alerted = agent_now(ctx);
 			raise_user(ctx, b, u, user);
 		}

@@ -25,11 +25,10 @@ void dlru_clear(struct dlru *m)
 {
 	for (size_t i = 0; i < m->nbuckets; i++)
 		m->buckets[i] = -1;
-	for (size_t i = 0; i < m->capacity; i++) {
-		m->nodes[i].used = false;
-		m->nodes[i].chain = i + 1 < m->capacity ? (int32_t)(i + 1) : -1;
-	}
-	m->free_head = 0;
+	/* Nodes are handed out from `top` before any is reused, so a table
+	 * never filled never touches (makes resident) its untouched pages. */
+	m->top = 0;
+	m->free_head = -1;
 	m->head = m->tail = -1;
 	m->len = 0;
 }
@@ -44,10 +43,12 @@ int dlru_init(struct dlru *m, size_t capacity, size_t value_size)
 	m->nbuckets = 16;
 	while (m->nbuckets < capacity * 2)
 		m->nbuckets *= 2;
-	/* calloc'd pages are not resident until touched: an idle detector
-	 * costs little RSS even with a large capacity. */
-	m->nodes = calloc(capacity, sizeof(*m->nodes));
-	m->values = calloc(capacity, m->value_size);
+	/* Not zeroed (calloc would write every page of a recycled heap
+	 * block): nodes are handed out in order and each value is cleared
+	 * when it is, so a detector pays RSS for the entries it has used, not
+	 * for its capacity. */
+	m->nodes = malloc(capacity * sizeof(*m->nodes));
+	m->values = malloc(capacity * m->value_size);
 	m->buckets = malloc(m->nbuckets * sizeof(*m->buckets));
 	if (!m->nodes || !m->values || !m->buckets) {
 		dlru_free(m);
@@ -106,7 +107,6 @@ static void remove_index(struct dlru *m, int32_t i)
 		p = &m->nodes[*p].chain;
 	*p = n->chain;
 	unlink_recency(m, i);
-	n->used = false;
 	n->chain = m->free_head;
 	m->free_head = i;
 	m->len--;
@@ -148,16 +148,19 @@ void *dlru_get(struct dlru *m, const char *key, bool create, bool *created)
 	}
 	if (!create)
 		return NULL;
-	if (m->free_head < 0) {
+	if (m->free_head < 0 && m->top == m->capacity) {
 		remove_index(m, m->tail);
 		m->evicted++;
 	}
-	i = m->free_head;
+	if (m->free_head >= 0) {
+		i = m->free_head;
+		m->free_head = m->nodes[i].chain;
+	} else {
+		i = (int32_t)m->top++;
+	}
 	struct dlru_node *n = &m->nodes[i];
-	m->free_head = n->chain;
 	memcpy(n->key, k, sizeof(k));
 	n->hash = h;
-	n->used = true;
 	n->chain = m->buckets[h & (m->nbuckets - 1)];
 	m->buckets[h & (m->nbuckets - 1)] = i;
 	push_front(m, i);

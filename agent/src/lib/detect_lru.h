@@ -15,7 +15,6 @@ struct dlru_node {
 	uint32_t hash;
 	int32_t prev, next;  /* recency list: head is the most recent */
 	int32_t chain;       /* next node in the same hash bucket */
-	bool used;
 };
 
 struct dlru {
@@ -23,6 +22,7 @@ struct dlru {
 	unsigned char *values;
 	int32_t *buckets;
 	size_t capacity, value_size, nbuckets, len;
+	size_t top;          /* nodes from here on were never handed out */
 	int32_t head, tail, free_head;
 	size_t evicted;      /* how many entries were pushed out when full */
 };
