@@ -176,17 +176,36 @@ def _dwarf_addresses(elf: ELFFile, comps: _Components) -> Dict[int, str]:
     the component of its compile unit."""
     out: Dict[int, str] = {}
     dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
-    for cu in dwarf.iter_CUs():
+
+    def cu_component(cu) -> Optional[str]:
         top = cu.get_top_DIE()
         name = top.attributes.get("DW_AT_name")
         comp_dir = top.attributes.get("DW_AT_comp_dir")
         if not name:
-            continue
+            return None
         path = name.value.decode(errors="replace")
         if comp_dir and not path.startswith("/"):
             path = comp_dir.value.decode(errors="replace") + "/" + path
-        component = comps.of_path(path)
+        return comps.of_path(path)
+
+    def origin_component(die, default: str) -> str:
+        # A link-time optimised build describes its code in "<artificial>"
+        # units whose entries point back to the source file's own unit.
+        for attr in ("DW_AT_abstract_origin", "DW_AT_specification"):
+            if attr in die.attributes:
+                return cu_component(die.get_DIE_from_attribute(attr).cu) or default
+        return default
+
+    for cu in dwarf.iter_CUs():
+        top = cu.get_top_DIE()
+        name = top.attributes.get("DW_AT_name")
+        component = cu_component(cu)
+        if component is None:
+            continue
+        artificial = name.value == b"<artificial>"
         for die in cu.iter_DIEs():
+            if artificial and die.tag in ("DW_TAG_subprogram", "DW_TAG_variable"):
+                component = origin_component(die, THIRD_PARTY)
             if die.tag == "DW_TAG_subprogram" and "DW_AT_low_pc" in die.attributes:
                 out.setdefault(die.attributes["DW_AT_low_pc"].value, component)
             elif die.tag == "DW_TAG_variable" and "DW_AT_location" in die.attributes:
@@ -210,6 +229,8 @@ def _object_symbols(elf_path: Path, comps: _Components) -> Dict[str, str]:
             with open(obj, "rb") as fh:
                 symtab = ELFFile(fh).get_section_by_name(".symtab")
                 for sym in symtab.iter_symbols() if symtab else []:
+                    if sym.name == "__gnu_lto_slim":
+                        return {}  # link-time optimisation: the objects hold no code, so they tell nothing
                     if sym["st_info"]["bind"] != "STB_LOCAL" and sym["st_shndx"] != "SHN_UNDEF" and sym.name:
                         out.setdefault(sym.name, component)
         except (OSError, ELFError):
@@ -271,8 +292,10 @@ def _report(path: Path, elf: ELFFile) -> SizeReport:
             component = comps.of_file_symbol(current_file)
         else:
             # When DWARF or the object files know every global of the agent,
-            # a global they do not know comes from a library linked in.
-            complete = bool(dwarf_addr or by_object)
+            # a global they do not know comes from a library linked in. A
+            # local here sits in a nameless (link-time optimised) unit: ours
+            # or not, only DWARF can say.
+            complete = bool(dwarf_addr or by_object) and bind != "STB_LOCAL"
             component = dwarf_addr.get(addr) or by_object.get(sym.name) or comps.of_name(sym.name) or (
                 THIRD_PARTY if complete or sym.name.startswith("_") else UNATTRIBUTED)
         s = Symbol(sym.name, addr, sym["st_size"], sec.name, component, bind)
