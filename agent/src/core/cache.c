@@ -15,12 +15,29 @@
  * went out. It writes the bytes cJSON writes: the same escapes
  * (print_string_ptr), the same number formats, no whitespace. */
 
+void json_flush(struct json_out *o)
+{
+	if (o->f && o->held)
+		fwrite(o->buf, 1, o->held, o->f);
+	o->held = 0;
+}
+
 void json_put(struct json_out *o, const char *s, size_t n)
 {
-	if (o->f)
+	if (o->f && o->buf) {
+		if (o->held + n > o->cap)
+			json_flush(o);
+		if (n > o->cap) {
+			fwrite(s, 1, n, o->f);
+		} else {
+			memcpy(o->buf + o->held, s, n);
+			o->held += n;
+		}
+	} else if (o->f) {
 		fwrite(s, 1, n, o->f);
-	else if (o->buf && o->len + n <= o->cap)
+	} else if (o->buf && o->len + n <= o->cap) {
 		memcpy(o->buf + o->len, s, n);
+	}
 	o->len += n;
 }
 
@@ -107,7 +124,6 @@ static void write_members(struct json_out *o, const cJSON *object)
 
 void json_write(struct json_out *o, const cJSON *item)
 {
-	size_t at = o->len;
 	switch (item->type & 0xff) {
 	case cJSON_NULL:
 		json_put(o, "null", 4);
@@ -146,10 +162,6 @@ void json_write(struct json_out *o, const cJSON *item)
 	default:
 		o->failed = true;
 	}
-	if (item == o->mark) {
-		o->mark_at = at;
-		o->mark_len = o->len - at;
-	}
 }
 
 void json_write_open(struct json_out *o, const cJSON *object)
@@ -159,6 +171,17 @@ void json_write_open(struct json_out *o, const cJSON *object)
 }
 
 /* ---- the cache ---- */
+
+struct cache_shape {
+	struct cache_shape *next;
+	unsigned refs;     /* the slots using it, and the cache's list */
+	size_t n;          /* members */
+	size_t len;        /* of names */
+	char names[];      /* n names as JSON ("\"Name\":", with a leading comma
+			    * for all but the first), each followed by a NUL */
+};
+
+enum { MAX_SHAPES = 16 };
 
 static size_t hash(const char *s)
 {
@@ -179,9 +202,75 @@ void cache_set_limit(struct entry_cache *c, size_t limit)
 	c->limit = limit ? limit : 1;
 }
 
+static void shape_unref(struct cache_shape *sh)
+{
+	if (sh && --sh->refs == 0)
+		free(sh);
+}
+
 static void slot_free(struct cache_slot *s)
 {
 	free(s->text); /* and the key, in the same allocation */
+	shape_unref(s->shape);
+}
+
+/* The shape of object o, shared with earlier entries when they have the
+ * same member names; a new one joins the cache's list while it has room
+ * (a collector makes a handful of shapes; one that made more only loses
+ * the sharing). Returns a reference for the caller. */
+static struct cache_shape *shape_of(struct entry_cache *c, const cJSON *o)
+{
+	char scratch[1024];
+	struct json_out names = { .buf = scratch, .cap = sizeof(scratch) };
+	size_t n = 0;
+	for (const cJSON *it = o->child; it; it = it->next, n++) {
+		if (n)
+			json_put(&names, ",", 1);
+		put_string(&names, it->string);
+		json_put(&names, ":", 2); /* and the NUL */
+	}
+	if (names.len <= sizeof(scratch)) {
+		for (struct cache_shape *sh = c->shapes; sh; sh = sh->next) {
+			if (sh->n == n && sh->len == names.len && memcmp(sh->names, scratch, names.len) == 0) {
+				sh->refs++;
+				return sh;
+			}
+		}
+	}
+	struct cache_shape *sh = malloc(sizeof(*sh) + names.len);
+	if (!sh)
+		abort();
+	sh->n = n;
+	sh->len = names.len;
+	sh->refs = 1;
+	if (names.len <= sizeof(scratch)) {
+		memcpy(sh->names, scratch, names.len);
+	} else {
+		names = (struct json_out){ .buf = sh->names, .cap = sh->len };
+		for (const cJSON *it = o->child; it; it = it->next) {
+			if (names.len)
+				json_put(&names, ",", 1);
+			put_string(&names, it->string);
+			json_put(&names, ":", 2);
+		}
+	}
+	if (c->nshapes < MAX_SHAPES) {
+		sh->next = c->shapes;
+		c->shapes = sh;
+		c->nshapes++;
+		sh->refs++;
+	}
+	return sh;
+}
+
+/* The values of o's members, each followed by a NUL (JSON text holds
+ * none: control characters in strings are escaped). */
+static void write_values(struct json_out *out, const cJSON *o)
+{
+	for (const cJSON *it = o->child; it; it = it->next) {
+		json_write(out, it);
+		json_put(out, "", 1);
+	}
 }
 
 static void reindex(struct entry_cache *c)
@@ -223,6 +312,10 @@ static struct cache_slot *lookup(struct entry_cache *c, const char *key)
 
 int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 {
+	if (!cJSON_IsObject(entry)) {
+		cJSON_Delete(entry); /* payload entries are objects */
+		return 0;
+	}
 	cJSON *hc = key ? cJSON_GetObjectItemCaseSensitive(entry, "HitCount") : NULL;
 	if (key) {
 		struct cache_slot *s = lookup(c, key);
@@ -239,33 +332,35 @@ int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 	/* Written to the stack first, so that the text takes exactly its size;
 	 * the rare larger entry is written again once its size is known. */
 	char scratch[2048];
-	struct json_out o = { .buf = scratch, .cap = sizeof(scratch), .mark = hc };
-	json_write(&o, entry);
+	struct json_out o = { .buf = scratch, .cap = sizeof(scratch) };
+	write_values(&o, entry);
 	if (o.failed || o.len > UINT32_MAX / 2) {
 		cJSON_Delete(entry); /* nothing a message could carry */
 		return 0;
 	}
 	size_t klen = key ? strlen(key) + 1 : 0;
-	struct cache_slot n = { .text = malloc(o.len + 1 + klen), .len = (uint32_t)o.len };
+	struct cache_slot n = { .text = malloc(o.len + klen), .len = (uint32_t)o.len, .hc = -1 };
 	if (!n.text)
 		abort();
 	if (o.len <= sizeof(scratch)) {
 		memcpy(n.text, scratch, o.len);
 	} else {
-		o = (struct json_out){ .buf = n.text, .cap = o.len, .mark = hc };
-		json_write(&o, entry);
+		o = (struct json_out){ .buf = n.text, .cap = o.len };
+		write_values(&o, entry);
 	}
-	n.text[o.len] = 0;
 	if (key) {
-		memcpy(n.text + o.len + 1, key, klen);
+		memcpy(n.text + o.len, key, klen);
 		n.keyed = true;
 		n.hash = hash(key);
 	}
-	if (hc) {
-		n.hc_at = (uint32_t)o.mark_at;
-		n.hc_len = (uint16_t)o.mark_len;
-		n.hits = hc->valuedouble;
+	int16_t i = 0;
+	for (const cJSON *it = entry->child; hc && it && i < INT16_MAX; it = it->next, i++) {
+		if (it == hc) {
+			n.hc = i;
+			n.hits = hc->valuedouble;
+		}
 	}
+	n.shape = shape_of(c, entry);
 	cJSON_Delete(entry);
 
 	int dropped = 0;
@@ -297,13 +392,19 @@ int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 
 void cache_write_slot(struct json_out *o, const struct cache_slot *s)
 {
-	if (!s->hc_len) {
-		json_put(o, s->text, s->len);
-		return;
+	const char *name = s->shape->names, *value = s->text;
+	json_put(o, "{", 1);
+	for (size_t i = 0; i < s->shape->n; i++) {
+		size_t nl = strlen(name), vl = strlen(value);
+		json_put(o, name, nl);
+		if ((int)i == s->hc)
+			json_put_number(o, s->hits);
+		else
+			json_put(o, value, vl);
+		name += nl + 1;
+		value += vl + 1;
 	}
-	json_put(o, s->text, s->hc_at);
-	json_put_number(o, s->hits);
-	json_put(o, s->text + s->hc_at + s->hc_len, s->len - s->hc_at - s->hc_len);
+	json_put(o, "}", 1);
 }
 
 struct cache_slot *cache_take(struct entry_cache *c, size_t *n)
@@ -335,6 +436,11 @@ void cache_clear(struct entry_cache *c)
 void cache_free(struct entry_cache *c)
 {
 	cache_clear(c);
+	while (c->shapes) {
+		struct cache_shape *next = c->shapes->next;
+		shape_unref(c->shapes);
+		c->shapes = next;
+	}
 	free(c->index);
 	memset(c, 0, sizeof(*c));
 }

@@ -47,10 +47,20 @@ long long agent_monotonic_ms(const struct agent_ctx *ctx)
 
 void agent_format_utc(time_t t, char out[21])
 {
+	/* Every entry has a timestamp, and a pass makes hundreds within the
+	 * same second. */
+	static time_t last = -1;
+	static char last_text[21];
+	if (t == last) {
+		memcpy(out, last_text, 21);
+		return;
+	}
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	if (strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		strcpy(out, "1970-01-01T00:00:00Z");
+	last = t;
+	memcpy(last_text, out, 21);
 }
 
 static void uuid4(char out[37])
@@ -427,7 +437,8 @@ static void publish_message(struct agent_ctx *ctx, const struct out_event *v, si
  * collector has run (see core_once). */
 static void out_event(struct agent_ctx *ctx, const struct out_event *e)
 {
-	struct json_out o = { .f = ctx->stdout_sink };
+	char buf[4096];
+	struct json_out o = { .f = ctx->stdout_sink, .buf = buf, .cap = sizeof(buf) };
 	if (!ctx->msg_open) {
 		char id[37];
 		cJSON *hdr = message_header(ctx, id);
@@ -439,6 +450,7 @@ static void out_event(struct agent_ctx *ctx, const struct out_event *e)
 		json_put(&o, ",", 1);
 	}
 	write_event(&o, e);
+	json_flush(&o);
 }
 
 static void out_close(struct agent_ctx *ctx)
