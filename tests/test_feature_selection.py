@@ -119,3 +119,21 @@ def test_cross_build_runs_under_qemu_user(agent_factory, arch):
     (info,) = events(out, "SystemInformation")[0]["Payload"]
     assert info["Hostname"] == "gw-100"
     assert listed(build) == expected_listing({})
+
+
+def test_config_reference_off_leaves_no_help_text(agent_factory, tmp_path):
+    opts = {f.option: f.name in ("heartbeat", "local") for f in FEATURES}
+    on = agent_factory(opts).binary.read_bytes()
+    build = agent_factory({**opts, "AGENT_CONFIG_REFERENCE": False})
+    blob = build.binary.read_bytes()
+    for text in (b"config-reference", b"least severe log level", b"is standard output"):
+        assert text in on and text not in blob, text
+    assert run_agent(build, "--config-reference", check=False).returncode == 2
+    # the keys themselves are all there and still validated
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Agent_LogLevl": "debug"}')
+    err = run_agent(build, "--config", str(bad), "--check-config", check=False)
+    assert err.returncode == 2 and "unknown key 'Agent_LogLevl' (did you mean 'Agent_LogLevel'?)" in err.stderr
+    bad.write_text('{"Local_Path": 3}')
+    err = run_agent(build, "--config", str(bad), "--check-config", check=False)
+    assert err.returncode == 2 and "key 'Local_Path': expected a string" in err.stderr

@@ -8,6 +8,11 @@
 #include "core/core.h"
 
 #define DEFAULT_CONFIG "/etc/defender-iot/config.json"
+#ifdef AGENT_NO_CONFIG_REFERENCE
+#define REFERENCE_OPT ""
+#else
+#define REFERENCE_OPT "R"
+#endif
 
 static void usage(FILE *out)
 {
@@ -20,7 +25,9 @@ static void usage(FILE *out)
 		"  --step SECONDS       virtual time between replay steps (default 30)\n"
 		"  --list-features      print the compiled-in collectors, detectors and transports\n"
 		"  --check-config       validate the configuration and exit\n"
+#ifndef AGENT_NO_CONFIG_REFERENCE
 		"  --config-reference   print every configuration key as a Markdown table\n"
+#endif
 		"  --version            print the version\n");
 }
 
@@ -34,7 +41,9 @@ int main(int argc, char **argv)
 		{ "step", required_argument, NULL, 's' },
 		{ "list-features", no_argument, NULL, 'l' },
 		{ "check-config", no_argument, NULL, 'k' },
+#ifndef AGENT_NO_CONFIG_REFERENCE
 		{ "config-reference", no_argument, NULL, 'R' },
+#endif
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -42,7 +51,7 @@ int main(int argc, char **argv)
 	const char *config_path = NULL, *root = "", *replay = NULL;
 	bool once = false, check = false;
 	int step = 30, c;
-	while ((c = getopt_long(argc, argv, "c:r:op:s:lkRVh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:r:op:s:lk" REFERENCE_OPT "Vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config_path = optarg;
@@ -69,20 +78,22 @@ int main(int argc, char **argv)
 		}
 		case 'l':
 			for (const struct collector *const *x = agent_collectors; *x; x++)
-				printf("collector %s\n", (*x)->name);
+				fprintf(stdout, "collector %s\n", (*x)->name);
 			for (const struct detector *const *x = agent_detectors; *x; x++)
-				printf("detector %s\n", (*x)->name);
+				fprintf(stdout, "detector %s\n", (*x)->name);
 			for (const struct transport *const *x = agent_transports; *x; x++)
-				printf("transport %s\n", (*x)->name);
+				fprintf(stdout, "transport %s\n", (*x)->name);
 			return 0;
+#ifndef AGENT_NO_CONFIG_REFERENCE
 		case 'R':
 			config_print_reference(stdout);
 			return 0;
+#endif
 		case 'k':
 			check = true;
 			break;
 		case 'V':
-			printf("defender-iot-agent %s\n", AGENT_VERSION);
+			fprintf(stdout, "defender-iot-agent %s\n", AGENT_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -112,7 +123,7 @@ int main(int argc, char **argv)
 		cfg = config_new();
 	}
 	if (check) {
-		printf("%s: OK\n", config_path ? config_path : "built-in defaults");
+		fprintf(stdout, "%s: OK\n", config_path ? config_path : "built-in defaults");
 		config_free(cfg);
 		return 0;
 	}

@@ -13,22 +13,22 @@
 static const char *check_intervals(const cJSON *v);
 static const struct config_key core_keys[] = {
 	{ "CollectorsCore_PriorityIntervals", CFG_STRING, "30,120,1440", 0, 64, NULL,
-	  "High,Medium,Low message intervals in minutes (decimals allowed: \"0.1\" is 6 s)",
+	  CONFIG_HELP("High,Medium,Low message intervals in minutes (decimals allowed: \"0.1\" is 6 s)"),
 	  check_intervals },
 	{ "Agent_MaskRemoteAddresses", CFG_BOOL, "false", 0, 0, NULL,
-	  "privacy: replace remote IP addresses in events by a keyed hash", NULL },
+	  CONFIG_HELP("privacy: replace remote IP addresses in events by a keyed hash"), NULL },
 	{ "Agent_Transport", CFG_STRING, "", 0, 32, NULL,
-	  "transport to use; empty: the first compiled in (iothub, local, mqtt)", NULL },
+	  CONFIG_HELP("transport to use; empty: the first compiled in (iothub, local, mqtt)"), NULL },
 	{ "Agent_StateDirectory", CFG_STRING, "/var/lib/defender-iot", 0, 1024, NULL,
-	  "directory for state that survives a restart (spool, agent id, baselines)", NULL },
+	  CONFIG_HELP("directory for state that survives a restart (spool, agent id, baselines)"), NULL },
 	{ "Agent_Id", CFG_STRING, "", 0, 64, NULL,
-	  "agent id sent in every message; empty: derived from /etc/machine-id", NULL },
+	  CONFIG_HELP("agent id sent in every message; empty: derived from /etc/machine-id"), NULL },
 	{ "Agent_MaxMessageBytes", CFG_INT, "200000", 4096, 262144, NULL,
-	  "split security messages larger than this (IoT Hub refuses over 256 KB)", NULL },
+	  CONFIG_HELP("split security messages larger than this (IoT Hub refuses over 256 KB)"), NULL },
 	{ "Agent_RunAsUser", CFG_STRING, "", 0, 32, NULL,
-	  "when started as root, switch to this user keeping only the capabilities the collectors need", NULL },
+	  CONFIG_HELP("when started as root, switch to this user keeping only the capabilities the collectors need"), NULL },
 	{ "Agent_LogLevel", CFG_ENUM, "info", 0, 0, "debug|info|warning|error",
-	  "least severe log level written to stderr", NULL },
+	  CONFIG_HELP("least severe log level written to stderr"), NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
 
@@ -53,14 +53,27 @@ static const char *check_intervals(const cJSON *v)
 }
 
 static const struct config_key generated_templates[] = {
-	{ "%s_Disabled", CFG_BOOL, "false", 0, 0, NULL, "turn the %s collector off", NULL },
+	{ "%s_Disabled", CFG_BOOL, "false", 0, 0, NULL, CONFIG_HELP("turn the %s collector off"), NULL },
 	{ "%s_MessageFrequency", CFG_ENUM, NULL, 0, 0, "Low|Medium|High",
-	  "which priority interval sends the %s events", NULL },
+	  CONFIG_HELP("which priority interval sends the %s events"), NULL },
 	{ "%s_CacheSize", CFG_INT, "1024", 1, 65536, NULL,
-	  "most %s entries kept between two messages (the oldest is dropped)", NULL },
+	  CONFIG_HELP("most %s entries kept between two messages (the oldest is dropped)"), NULL },
 };
 
-static const char *priority_names[] = { "High", "Medium", "Low" };
+static const char priority_names[][7] = { "High", "Medium", "Low" };
+
+/* Size (docs/footprint.md): each libcjson or libc function the agent imports
+ * costs ~85 bytes of linker tables, so the one-line type tests of cJSON.h's
+ * documented type bits and a case-insensitive word match are done here. */
+static bool json_is(const cJSON *v, int types)
+{
+	return v && (v->type & 0xFF & types);
+}
+
+static bool is_word(const char *s, const char *word)
+{
+	return strncasecmp(s, word, strlen(word) + 1) == 0;
+}
 
 static void add_entry(struct agent_config *cfg, size_t *cap, const struct config_key *k,
 		      char *owned_name, char *owned_help)
@@ -93,9 +106,11 @@ static void add_table(struct agent_config *cfg, size_t *cap, const struct config
 /* fmt is one of generated_templates' fixed strings, each with one %s. */
 static char *xasprintf(const char *fmt, const char *arg)
 {
-	char *s;
-	if (asprintf(&s, fmt, arg) < 0)
+	size_t n = strlen(fmt) + strlen(arg); /* one %s replaced by arg: n - 1 bytes */
+	char *s = malloc(n);
+	if (!s)
 		abort();
+	snprintf(s, n, fmt, arg);
 	return s;
 }
 #pragma GCC diagnostic pop
@@ -117,7 +132,7 @@ struct agent_config *config_new(void)
 			if (i == 1)
 				k.def = priority_names[(*c)->priority];
 			add_entry(cfg, &cap, &k, xasprintf(k.name, (*c)->event_name),
-				  xasprintf(k.help, (*c)->event_name));
+				  k.help ? xasprintf(k.help, (*c)->event_name) : NULL);
 		}
 		add_table(cfg, &cap, (*c)->keys);
 	}
@@ -140,7 +155,7 @@ struct agent_config *config_new(void)
 			v = cJSON_CreateNumber(strtol(e->key.def, NULL, 10));
 			break;
 		case CFG_JSON:
-			v = cJSON_Parse(e->key.def);
+			v = cJSON_ParseWithOpts(e->key.def, NULL, 1);
 			break;
 		default:
 			v = cJSON_CreateString(e->key.def);
@@ -260,10 +275,10 @@ static int set_value(struct config_entry *e, const cJSON *v, char *err, size_t e
 
 	switch (k->type) {
 	case CFG_BOOL:
-		if (cJSON_IsBool(v))
-			norm = cJSON_CreateBool(cJSON_IsTrue(v));
-		else if (cJSON_IsString(v) && (!strcasecmp(v->valuestring, "true") || !strcasecmp(v->valuestring, "false")))
-			norm = cJSON_CreateBool(!strcasecmp(v->valuestring, "true"));
+		if (json_is(v, cJSON_True | cJSON_False))
+			norm = cJSON_CreateBool(json_is(v, cJSON_True));
+		else if (cJSON_IsString(v) && (is_word(v->valuestring, "true") || is_word(v->valuestring, "false")))
+			norm = cJSON_CreateBool(is_word(v->valuestring, "true"));
 		else
 			why = "true or false";
 		break;
@@ -408,9 +423,13 @@ int config_merge(struct agent_config *cfg, const cJSON *doc, char *err, size_t e
 			if (best)
 				snprintf(msg, sizeof(msg), "unknown key '%s' (did you mean '%s'?)", it->string, best);
 			else
-				snprintf(msg, sizeof(msg), "unknown key '%s' (not a setting of this build; see --config-reference)",
-					 it->string);
-		} else if (cJSON_IsNull(it)) {
+				snprintf(msg, sizeof(msg), "unknown key '%s' (not a setting of this build%s)", it->string,
+#ifdef AGENT_NO_CONFIG_REFERENCE
+					 "");
+#else
+					 "; see --config-reference");
+#endif
+		} else if (json_is(it, cJSON_NULL)) {
 			/* A twin patch removes a desired property with null: back to the default. */
 			struct agent_config *fresh = config_new();
 			struct config_entry *d = find(fresh, it->string);
@@ -506,9 +525,10 @@ cJSON *config_to_json(const struct agent_config *cfg)
 	return o;
 }
 
+#ifndef AGENT_NO_CONFIG_REFERENCE
 void config_print_reference(FILE *out)
 {
-	static const char *types[] = { "bool", "integer", "string", "enum", "list", "JSON" };
+	static const char types[][8] = { "bool", "integer", "string", "enum", "list", "JSON" };
 	struct agent_config *cfg = config_new();
 	fprintf(out, "| key | type | default | meaning |\n|---|---|---|---|\n");
 	for (size_t i = 0; i < cfg->count; i++) {
@@ -522,6 +542,7 @@ void config_print_reference(FILE *out)
 	}
 	config_free(cfg);
 }
+#endif
 
 /* ---- getters ---- */
 
@@ -540,7 +561,7 @@ static const struct config_entry *get(const struct agent_config *cfg, const char
 bool config_bool(const struct agent_config *cfg, const char *key)
 {
 	const struct config_entry *e = get(cfg, key);
-	return e && cJSON_IsTrue(e->value);
+	return e && json_is(e->value, cJSON_True);
 }
 
 long config_int(const struct agent_config *cfg, const char *key)

@@ -23,6 +23,14 @@ enum config_type {
 	CFG_JSON,     /* any JSON value; the owner's `check` validates it */
 };
 
+/* A key's help line, printed by --config-reference. Builds without that
+ * option (-DAGENT_CONFIG_REFERENCE=OFF) keep none of the text. */
+#ifdef AGENT_NO_CONFIG_REFERENCE
+#define CONFIG_HELP(text) NULL
+#else
+#define CONFIG_HELP(text) text
+#endif
+
 struct config_key {
 	const char *name;       /* "Process_PollingInterval" */
 	enum config_type type;

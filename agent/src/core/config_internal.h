@@ -39,7 +39,9 @@ struct agent_config *config_load_file(const char *path, char *err, size_t errsiz
 /* The effective config as one JSON object (caller frees). */
 cJSON *config_to_json(const struct agent_config *cfg);
 
+#ifndef AGENT_NO_CONFIG_REFERENCE
 /* Print the reference of every key (name, type, default, help) as Markdown. */
 void config_print_reference(FILE *out);
+#endif
 
 #endif

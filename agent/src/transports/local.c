@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -12,10 +13,10 @@
 
 static const struct config_key keys[] = {
 	{ "Local_Path", CFG_STRING, "-", 0, 1024, NULL,
-	  "file that receives one JSON security message per line; \"-\" is standard output", NULL },
+	  CONFIG_HELP("file that receives one JSON security message per line; \"-\" is standard output"), NULL },
 	{ "Local_Socket", CFG_STRING, "", 0, 107, NULL,
-	  "UNIX socket (datagram: one message per datagram; stream: one JSON line per message) that receives "
-	  "the messages instead of Local_Path; empty: none", NULL },
+	  CONFIG_HELP("UNIX socket (datagram: one message per datagram; stream: one JSON line per message) that "
+		      "receives the messages instead of Local_Path; empty: none"), NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
 
@@ -85,15 +86,12 @@ static int sock_send(struct agent_ctx *ctx, struct local *l, const char *json, s
 {
 	if (l->sock < 0 && sock_connect(ctx, l) != 0)
 		return -1;
-	ssize_t n;
-	if (l->sock_type == SOCK_DGRAM) {
-		n = send(l->sock, json, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	} else {
-		struct iovec iov[2] = { { (void *)json, len }, { (void *)"\n", 1 } };
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-		n = sendmsg(l->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	/* a datagram is the message, a stream gets JSON lines */
+	struct iovec iov[2] = { { (void *)json, len }, { (void *)"\n", 1 } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = l->sock_type == SOCK_DGRAM ? 1 : 2 };
+	ssize_t n = sendmsg(l->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (l->sock_type != SOCK_DGRAM)
 		len++;
-	}
 	if (n == (ssize_t)len)
 		return 0;
 	agent_warn(ctx, "Local_Socket %s: %s", l->sock_path, n < 0 ? strerror(errno) : "short write");
@@ -122,14 +120,9 @@ static int publish(struct agent_ctx *ctx, void *state, const char *json, const c
 		return sock_send(ctx, l, json, len);
 	if (l->fd < 0)
 		return -1;
-	char *line = malloc(len + 1);
-	if (!line)
-		return -1;
-	memcpy(line, json, len);
-	line[len] = '\n';
-	/* One write per message so concurrent readers see whole lines. */
-	ssize_t n = write(l->fd, line, len + 1);
-	free(line);
+	/* One write per message (O_APPEND) so concurrent readers see whole lines. */
+	struct iovec iov[2] = { { (void *)json, len }, { (void *)"\n", 1 } };
+	ssize_t n = writev(l->fd, iov, 2);
 	if (n != (ssize_t)(len + 1)) {
 		agent_warn(ctx, "%s: short write: %s", l->path, n < 0 ? strerror(errno) : "disk full?");
 		return -1;
