@@ -52,6 +52,21 @@ static void observe_counters(struct agent_ctx *ctx, long long now)
 	cJSON_Delete(c);
 }
 
+/* "|PORT|" at p; returns the end. */
+static char *put_port(char *p, unsigned port)
+{
+	char d[6], *e = d + sizeof(d), *q = e;
+	do
+		*--q = (char)('0' + port % 10);
+	while (port /= 10);
+	*p++ = '|';
+	memcpy(p, q, (size_t)(e - q));
+	p += e - q;
+	*p++ = '|';
+	*p = 0;
+	return p;
+}
+
 static void report(struct agent_ctx *ctx, const struct procnet_socket *s, int pid, const char *exe)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -61,11 +76,16 @@ static void report(struct agent_ctx *ctx, const struct procnet_socket *s, int pi
 	pj_num(o, "Uid", s->uid);
 	pj_num(o, "Inode", (double)s->inode);
 	pj_num(o, "HitCount", 1);
-	char la[46], ra[46], key[160];
-	procnet_format_address(s, false, la);
-	procnet_format_address(s, true, ra);
-	snprintf(key, sizeof(key), "%s|%s|%u|%s|%u", procnet_protocol((enum procnet_table)s->table), la, s->lport, ra,
-		 s->rport);
+	/* "tcp|10.0.2.15|22|10.0.2.2|51234", put together without snprintf:
+	 * one per connection, on every pass. */
+	char key[160], *k = key;
+	k = stpcpy(k, procnet_protocol((enum procnet_table)s->table));
+	*k++ = '|';
+	procnet_format_address(s, false, k);
+	k = put_port(k + strlen(k), s->lport);
+	procnet_format_address(s, true, k);
+	k = put_port(k + strlen(k), s->rport);
+	k[-1] = 0;
 	agent_report(ctx, o, key);
 }
 

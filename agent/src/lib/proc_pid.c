@@ -113,10 +113,23 @@ int proc_scan_open(struct agent_ctx *ctx, struct proc_scan *scan)
 	return 0;
 }
 
+char *proc_pid_name(char *buf, int pid, const char *suffix)
+{
+	char digits[12], *d = digits + sizeof(digits);
+	unsigned v = pid > 0 ? (unsigned)pid : 0;
+	do
+		*--d = (char)('0' + v % 10);
+	while (v /= 10);
+	size_t n = (size_t)(digits + sizeof(digits) - d);
+	memcpy(buf, d, n);
+	strcpy(buf + n, suffix);
+	return buf;
+}
+
 int proc_scan_pid(const struct proc_scan *scan, int pid)
 {
 	char name[16];
-	snprintf(name, sizeof(name), "%d", pid);
+	proc_pid_name(name, pid, "");
 	/* Relative to /proc: one path component to look up, not the root's. */
 	return openat(scan->proc_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 }

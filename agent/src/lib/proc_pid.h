@@ -26,6 +26,10 @@ int proc_scan_open(struct agent_ctx *ctx, struct proc_scan *scan);
 /* An O_DIRECTORY descriptor of /proc/PID, or -1 (it exited meanwhile). */
 int proc_scan_pid(const struct proc_scan *scan, int pid);
 void proc_scan_close(struct proc_scan *scan);
+/* "PID" and then suffix ("/fd") in buf, which holds 12 bytes more than
+ * suffix; returns buf. (No snprintf: it runs for every process, on
+ * every pass.) */
+char *proc_pid_name(char *buf, int pid, const char *suffix);
 /* The same for one pid, outside a scan. */
 int proc_pid_open(struct agent_ctx *ctx, int pid);
 

@@ -447,7 +447,7 @@ void procnet_owners_find(struct agent_ctx *ctx, const struct procnet_list *wante
 	/* Ascending pids: the first holder found is the lowest pid. */
 	for (size_t i = 0; i < scan.n && s.remaining > 0; i++) {
 		char fd_dir[32];
-		snprintf(fd_dir, sizeof(fd_dir), "%d/fd", scan.pids[i]);
+		proc_pid_name(fd_dir, scan.pids[i], "/fd");
 		s.pid = scan.pids[i];
 		proc_pid_fds_at(scan.proc_fd, fd_dir, owner_fd, &s);
 	}
@@ -483,7 +483,7 @@ const char *procnet_owner_exe(struct agent_ctx *ctx, struct procnet_owners *o, i
 	ssize_t n = -1;
 	if (o->proc_fd >= 0) {
 		char link[32];
-		snprintf(link, sizeof(link), "%d/exe", pid);
+		proc_pid_name(link, pid, "/exe");
 		n = proc_readlink_at(o->proc_fd, link, buf, sizeof(buf));
 	} else {
 		int dfd = proc_pid_open(ctx, pid);
