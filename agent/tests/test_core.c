@@ -128,6 +128,43 @@ static void cache_hitcount_in_place(void **state)
 	cache_free(&c);
 }
 
+/* Entries of many shapes (more than a cache lists), some of them merged
+ * duplicates, come out as cJSON prints them, with their HitCount. */
+static void cache_entries_of_many_shapes(void **state)
+{
+	(void)state;
+	struct entry_cache c;
+	cache_init(&c, 100);
+	cJSON *want = cJSON_CreateArray();
+	char key[32], name[32];
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 40; i++) {
+			cJSON *e = cJSON_CreateObject();
+			snprintf(name, sizeof(name), "Field%d", i % 25);
+			cJSON_AddStringToObject(e, name, "v\"1\n");
+			cJSON_AddNumberToObject(e, "N", i);
+			if (i % 3 == 0)
+				cJSON_AddItemToObject(e, "Nested", cJSON_Parse("{\"a\":[1,{\"b\":null}],\"c\":{}}"));
+			snprintf(key, sizeof(key), "k%d", i);
+			if (round == 0) {
+				cJSON *w = cJSON_Duplicate(e, 1);
+				cJSON_AddNumberToObject(w, "HitCount", 2);
+				cJSON_AddItemToArray(want, w);
+			}
+			assert_int_equal(cache_add(&c, e, key), round);
+		}
+	}
+	cJSON *got = take_json(&c);
+	assert_true(cJSON_Compare(got, want, 1));
+	char *a = cJSON_PrintUnformatted(got), *b = cJSON_PrintUnformatted(want);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	cJSON_Delete(got);
+	cJSON_Delete(want);
+	cache_free(&c);
+}
+
 static void config_rejects_bad_values_and_keeps_old(void **state)
 {
 	(void)state;
@@ -185,6 +222,7 @@ int main(void)
 		cmocka_unit_test(cache_aggregates_duplicates),
 		cmocka_unit_test(cache_drops_oldest_when_full),
 		cmocka_unit_test(cache_hitcount_in_place),
+		cmocka_unit_test(cache_entries_of_many_shapes),
 		cmocka_unit_test(json_write_matches_cjson),
 		cmocka_unit_test(config_rejects_bad_values_and_keeps_old),
 		cmocka_unit_test(config_accepts_twin_style_booleans_and_null),
