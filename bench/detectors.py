@@ -13,6 +13,11 @@ flood, and the same flood side by side with fail2ban.
    instructions of one run of each (callgrind), which no other load
    changes; the kernel's share (reading /proc) is the same for both builds,
    so this ratio is an upper bound of the overhead.
+   The collectors build the per-poll samples (ProcessSample, SocketSample)
+   only when a detector is compiled in, so a third build, every collector
+   with brute_force alone (it reads no sample, but its presence makes
+   them built), splits the overhead into building the samples
+   (collectors) and the detectors' own work.
    Target: detectors add at most 10% CPU.
 2. Login flood, replayed: --flood failed SSH logins from --sources
    addresses (random users, 10 cycles of 30 s) through the same two builds;
@@ -69,8 +74,9 @@ def builds() -> Dict[str, AgentBuild]:
     login = dict(base, **{f.option: f.name == "login" for f in feats.of("collector")})
     login.update({f.option: f.name in ("brute_force", "custom") for f in feats.of("detector")})
     bare = dict(login, **{f.option: False for f in feats.of("detector")})
-    return {"detectors on": build_agent(on), "detectors off": build_agent(off), "login agent": build_agent(login),
-            "login, no det.": build_agent(bare)}
+    samples = dict(base, **{f.option: f.name == "brute_force" for f in feats.of("detector")})
+    return {"detectors on": build_agent(on), "detectors off": build_agent(off), "samples only": build_agent(samples),
+            "login agent": build_agent(login), "login, no det.": build_agent(bare)}
 
 
 def config(tmp: Path, **keys) -> Path:
@@ -264,7 +270,7 @@ def main() -> int:
         cfg = config(tmp)
         steps = busy_steps(tmp, args.cycles)
         cycle: Dict[str, dict] = {}
-        runs: Dict[str, List[Run]] = {label: [] for label in ("detectors on", "detectors off")}
+        runs: Dict[str, List[Run]] = {label: [] for label in ("detectors on", "detectors off", "samples only")}
         for _ in range(7):
             for label in runs:
                 runs[label].append(run_replay(agents[label], steps, cfg))
@@ -278,11 +284,15 @@ def main() -> int:
         if cycle["detectors off"]["instructions"]:
             i_on, i_off = cycle["detectors on"]["instructions"], cycle["detectors off"]["instructions"]
             cycle["instructions_overhead_percent"] = round(100 * (i_on - i_off) / i_off, 1)
+            i_samples = cycle["samples only"]["instructions"]
+            cycle["instructions_samples_percent"] = round(100 * (i_samples - i_off) / i_off, 1)
+            cycle["instructions_detectors_percent"] = round(100 * (i_on - i_samples) / i_off, 1)
         report["cycle"] = cycle
 
         pairs = flood_lines(args.flood, args.sources)
         fsteps = flood_steps(tmp, pairs)
-        flood = {label: asdict(run_replay(agent, fsteps, cfg)) for label, agent in agents.items()}
+        flood = {label: asdict(run_replay(agent, fsteps, cfg)) for label, agent in agents.items()
+                 if label != "samples only"}
         for label in ("login agent", "login, no det."):
             more = [asdict(run_replay(agents[label], fsteps, cfg)) for _ in range(2)]
             flood[label] = min([flood[label]] + more, key=lambda r: r["max_rss_kb"])
@@ -294,7 +304,7 @@ def main() -> int:
         return 0
     c = report["cycle"]
     print(f"Cycle: busy system, 300 processes / 500 sockets, {args.cycles} replayed cycles, least of 7 runs")
-    for label in ("detectors off", "detectors on"):
+    for label in ("detectors off", "samples only", "detectors on"):
         ins = c[label]["instructions"]
         ins_text = f"   {ins / args.cycles / 1e6:6.2f} M user instructions per cycle" if ins else ""
         print(f"  {label:14s} {c[label]['cpu_ms_per_cycle']:7.2f} ms CPU per cycle   peak RSS "
@@ -303,6 +313,8 @@ def main() -> int:
     if "instructions_overhead_percent" in c:
         print(f"  detector overhead in user-space instructions: {c['instructions_overhead_percent']}% "
               "(an upper bound: the kernel's /proc work is not counted)")
+        print(f"    of which building the samples (collectors): {c['instructions_samples_percent']}%, "
+              f"the detectors' own work: {c['instructions_detectors_percent']}%")
     print(f"\nLogin flood, replayed: {args.flood} failed logins from {args.sources} sources in 10 cycles of 30 s")
     for label, r in report["flood_replay"].items():
         print(f"  {label:14s} peak RSS {r['max_rss_kb'] / 1024:5.2f} MB   CPU {r['cpu_s']:5.2f} s   "
