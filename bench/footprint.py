@@ -6,7 +6,10 @@ the example product profiles, measured with `defender-iot size`.
 
     .venv/bin/python bench/footprint.py [--arch aarch64] [--json]
 
-The "4K pages" rows link with -z max-page-size=4096 -z noseparate-code.
+The "4K pages" rows link with -z max-page-size=4096 -z noseparate-code
+(-DAGENT_MAX_PAGE_SIZE=4096). On the default aarch64 link (64 KiB max page
+size) the linker aligns the end of RELRO to 64 KiB, which leaves up to 64 KiB
+of zeros in the file but not in memory: each target is judged on both.
 Each build is MinSizeRel with the project's usual flags (-ffunction-sections,
 -fdata-sections, --gc-sections), detectors off and the local transport (the
 output of issue 2). "file" is the size of the stripped binary on disk;
@@ -46,7 +49,7 @@ def only(names) -> Dict[str, bool]:
 # aarch64 links with 64 KiB segment alignment by default (for 64 KiB-page
 # kernels), which pads the file, not the memory image. Products on 4 KiB pages
 # may link with this; the bench shows both.
-SMALL_PAGES = {"CMAKE_EXE_LINKER_FLAGS": "-Wl,-z,noseparate-code -Wl,-z,max-page-size=4096"}
+SMALL_PAGES = {"AGENT_MAX_PAGE_SIZE": "4096"}
 
 
 def measure(label: str, arch: str, options=None, cache_file=None, extra=None) -> dict:
@@ -95,9 +98,13 @@ def main() -> int:
         target = TARGETS_KB.get(r["build"])
         verdict = ""
         if target:
+            # the file on disk is what the issue measures; the allocated
+            # sections are the code and data, without the page-alignment
+            # padding that a 64 KiB max-page-size link leaves in the file
             passed = r["file"] <= target * 1024
             ok &= passed
-            verdict = f"<= {target} KiB: {'yes' if passed else 'NO'}"
+            verdict = (f"<= {target} KiB: file {'yes' if passed else 'NO'}, "
+                       f"in memory {'yes' if r['in_memory'] <= target * 1024 else 'NO'}")
         print(f"{r['build']:<22} {r['file'] / 1024:>10.1f} KiB {r['in_memory'] / 1024:>6.1f} KiB "
               f"{r['flash'] / 1024:>4.1f} KiB {r['ram'] / 1024:>6.1f} KiB {r['g_delta']:>+8}  {verdict}")
     print()
