@@ -137,3 +137,15 @@ def test_config_reference_off_leaves_no_help_text(agent_factory, tmp_path):
     bad.write_text('{"Local_Path": 3}')
     err = run_agent(build, "--config", str(bad), "--check-config", check=False)
     assert err.returncode == 2 and "key 'Local_Path': expected a string" in err.stderr
+
+
+def test_replay_off_leaves_no_replay_code(agent_factory, tmp_path):
+    opts = {f.option: f.name in ("heartbeat", "local") for f in FEATURES}
+    on = agent_factory(opts).binary.read_bytes()
+    build = agent_factory({**opts, "AGENT_REPLAY": False})
+    blob = build.binary.read_bytes()
+    for text in (b"--replay", b"expected step directories"):
+        assert text in on and text not in blob, text
+    assert run_agent(build, "--replay", str(tmp_path), check=False).returncode == 2
+    out = run_agent(build, "--once", "--root", str(tmp_path)).stdout
+    assert [e["Name"] for m in messages(out) for e in m["Events"]] == ["Heartbeat"]

@@ -8,6 +8,11 @@
 #include "core/core.h"
 
 #define DEFAULT_CONFIG "/etc/defender-iot/config.json"
+#ifdef AGENT_NO_REPLAY
+#define REPLAY_OPTS ""
+#else
+#define REPLAY_OPTS "p:s:"
+#endif
 #ifdef AGENT_NO_CONFIG_REFERENCE
 #define REFERENCE_OPT ""
 #else
@@ -21,8 +26,10 @@ static void usage(FILE *out)
 		"  --config FILE        runtime configuration (JSON; default " DEFAULT_CONFIG " if present)\n"
 		"  --root DIR           read /proc, /sys, /etc and /var under DIR (recorded snapshots)\n"
 		"  --once               run every enabled collector once, print the message, exit\n"
+#ifndef AGENT_NO_REPLAY
 		"  --replay DIR         replay the snapshot trees DIR/000, DIR/001, ... one cycle each\n"
 		"  --step SECONDS       virtual time between replay steps (default 30)\n"
+#endif
 		"  --list-features      print the compiled-in collectors, detectors and transports\n"
 		"  --check-config       validate the configuration and exit\n"
 #ifndef AGENT_NO_CONFIG_REFERENCE
@@ -37,8 +44,10 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "root", required_argument, NULL, 'r' },
 		{ "once", no_argument, NULL, 'o' },
+#ifndef AGENT_NO_REPLAY
 		{ "replay", required_argument, NULL, 'p' },
 		{ "step", required_argument, NULL, 's' },
+#endif
 		{ "list-features", no_argument, NULL, 'l' },
 		{ "check-config", no_argument, NULL, 'k' },
 #ifndef AGENT_NO_CONFIG_REFERENCE
@@ -50,8 +59,11 @@ int main(int argc, char **argv)
 	};
 	const char *config_path = NULL, *root = "", *replay = NULL;
 	bool once = false, check = false;
-	int step = 30, c;
-	while ((c = getopt_long(argc, argv, "c:r:op:s:lk" REFERENCE_OPT "Vh", opts, NULL)) != -1) {
+	int c;
+#ifndef AGENT_NO_REPLAY
+	int step = 30;
+#endif
+	while ((c = getopt_long(argc, argv, "c:r:o" REPLAY_OPTS "lk" REFERENCE_OPT "Vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config_path = optarg;
@@ -62,6 +74,7 @@ int main(int argc, char **argv)
 		case 'o':
 			once = true;
 			break;
+#ifndef AGENT_NO_REPLAY
 		case 'p':
 			replay = optarg;
 			break;
@@ -76,6 +89,7 @@ int main(int argc, char **argv)
 			step = (int)v;
 			break;
 		}
+#endif
 		case 'l':
 			for (const struct collector *const *x = agent_collectors; *x; x++)
 				fprintf(stdout, "collector %s\n", (*x)->name);
@@ -140,9 +154,12 @@ int main(int argc, char **argv)
 	if (config_path)
 		ctx.config_path = strdup(config_path);
 	int rc;
-	if (replay) {
+#ifndef AGENT_NO_REPLAY
+	if (replay)
 		rc = core_run_replay(&ctx, replay, step);
-	} else if (once) {
+	else
+#endif
+	if (once) {
 		ctx.stdout_sink = stdout;
 		core_once(&ctx);
 		rc = 0;
