@@ -127,7 +127,7 @@ def main() -> None:
         fds = sum(len(os.listdir(tree / "proc" / p / "fd")) for p in os.listdir(tree / "proc") if p.isdigit())
         print(f"tree: {args.processes} processes, {fds} fd links, {args.sockets} sockets; the full cycle reported "
               f"{seen.get('Process', 0)} processes, {seen.get('NetworkActivity', 0)} connections, "
-              f"{seen.get('ListeningPorts', 0)} listening ports (each cache keeps 256 by default)")
+              f"{seen.get('ListeningPorts', 0)} listening ports (each cache keeps 1024 by default)")
         print(f"{args.runs} runs of `--once --root TREE` per case; CPU = user + system of the agent")
         for bname in builds:
             print(f"\n{bname}")
