@@ -7,7 +7,8 @@ the example product profiles, measured with `defender-iot size`.
     .venv/bin/python bench/footprint.py [--arch aarch64] [--json]
 
 The "4K pages" rows link with -z max-page-size=4096 -z noseparate-code
-(-DAGENT_MAX_PAGE_SIZE=4096). On the default aarch64 link (64 KiB max page
+(-DAGENT_MAX_PAGE_SIZE=4096); "trimmed" also sets -DAGENT_CONFIG_REFERENCE=OFF
+-DAGENT_REPLAY=OFF. On the default aarch64 link (64 KiB max page
 size) the linker aligns the end of RELRO to 64 KiB, which leaves up to 64 KiB
 of zeros in the file but not in memory: each target is judged on both.
 Each build is MinSizeRel with the project's usual flags (-ffunction-sections,
@@ -39,7 +40,8 @@ from defender_iot.profile import load_profile  # noqa: E402
 from defender_iot.size import size_report  # noqa: E402
 
 ISSUE2_COLLECTORS = ("heartbeat", "system_information", "process", "network_activity", "listening_ports", "login")
-TARGETS_KB = {"issue 2 collectors": 100, "heartbeat only": 30, "issue 2, 4K pages": 100, "heartbeat, 4K pages": 30}
+TARGETS_KB = {"issue 2 collectors": 100, "heartbeat only": 30, "issue 2, 4K pages": 100, "heartbeat, 4K pages": 30,
+              "heartbeat, trimmed": 30}
 
 
 def only(names) -> Dict[str, bool]:
@@ -80,6 +82,9 @@ def main() -> int:
         measure("heartbeat only", args.arch, only(("heartbeat", "local"))),
         measure("issue 2, 4K pages", args.arch, only(ISSUE2_COLLECTORS + ("local",)), extra=SMALL_PAGES),
         measure("heartbeat, 4K pages", args.arch, only(("heartbeat", "local")), extra=SMALL_PAGES),
+        # what a product can leave out besides features: the help text and --replay
+        measure("heartbeat, trimmed", args.arch, only(("heartbeat", "local")),
+                extra={**SMALL_PAGES, "AGENT_CONFIG_REFERENCE": "OFF", "AGENT_REPLAY": "OFF"}),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("sensor", "camera", "gateway", "default"):
