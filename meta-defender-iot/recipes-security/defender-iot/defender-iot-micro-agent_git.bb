@@ -60,7 +60,10 @@ PACKAGECONFIG[local] = "-DAGENT_TRANSPORT_LOCAL=ON,-DAGENT_TRANSPORT_LOCAL=OFF"
 # -Werror is for the project's own CI; a newer compiler's new warnings must
 # not break a product build. The C tests are built only for ptest, and find
 # their fixtures where do_install_ptest puts them on the target.
+# Link-time optimisation is the distro's choice: with DISTRO_FEATURES lto,
+# conf/distro/include/lto.inc puts -flto in every recipe's flags.
 EXTRA_OECMAKE = "-DAGENT_WERROR=OFF \
+                 -DAGENT_LTO=OFF \
                  -DBUILD_TESTING=${@bb.utils.contains('PTEST_ENABLED', '1', 'ON', 'OFF', d)} \
                  -DAGENT_TEST_FIXTURES_DIR=${PTEST_PATH}/fixtures \
                  "
