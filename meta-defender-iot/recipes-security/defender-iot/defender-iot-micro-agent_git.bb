@@ -17,7 +17,7 @@ SRC_URI = "git://github.com/meta-defender-iot/meta-defender-iot.git;protocol=htt
            file://profiles/${DEFENDER_IOT_PROFILE}.json \
            file://run-ptest \
            "
-SRCREV = "7f7b241fd21d9dc25ff69cb6296247cc492808c1"
+SRCREV = "9f5a77c42ceeff7cf38f582975619b0de2db8f22"
 
 # The repository holds the layer and the agent; the agent is its agent/ directory.
 S = "${UNPACKDIR}/${BP}/agent"
