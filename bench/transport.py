@@ -14,7 +14,9 @@ then VmRSS and VmHWM are read from /proc/PID/status; the difference is the
 transport's extra RSS (libmosquitto, OpenSSL with its TLS session, the
 queue). Shared library pages count in full, as they do on a device where
 nothing else maps OpenSSL; the private part (RssAnon: heap, and library
-data made private by relocation) is reported on its own.
+data made private by relocation) is reported on its own, and within it
+the pages each shared library has made private (the `Anonymous:` lines of
+/proc/PID/smaps for that library's mappings).
 
 Idle: each agent then runs --idle-seconds with the default intervals
 (30, 120, 1440 minutes: nothing is due after the first collection) and the
@@ -57,6 +59,20 @@ def status(pid: int) -> Dict[str, int]:
     return out
 
 
+def library_private_kb(pid: int) -> Dict[str, int]:
+    """Per shared library, the KB of its mappings that are private copies
+    (written by relocation or at run time)."""
+    out: Dict[str, int] = {}
+    lib = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+            lib = Path(fields[5]).name if len(fields) > 5 and ".so" in fields[5] else ""
+        elif lib and fields[0] == "Anonymous:":
+            out[lib] = out.get(lib, 0) + int(fields[1])
+    return out
+
+
 def run(build: AgentBuild, cfg: dict, work: Path, seconds: float, settle: float = 0) -> Dict[str, int]:
     path = work / "agent.json"
     path.write_text(json.dumps(cfg))
@@ -68,6 +84,7 @@ def run(build: AgentBuild, cfg: dict, work: Path, seconds: float, settle: float 
         before = status(proc.pid)
         time.sleep(seconds)
         after = status(proc.pid)
+        libs = library_private_kb(proc.pid)
         if proc.poll() is not None:
             raise SystemExit(f"the agent exited early; see {work / 'agent.log'}")
     finally:
@@ -75,7 +92,7 @@ def run(build: AgentBuild, cfg: dict, work: Path, seconds: float, settle: float 
         proc.wait(30)
     switches = lambda s: s["voluntary_ctxt_switches"] + s["nonvoluntary_ctxt_switches"]  # noqa: E731
     return {"rss_kb": after["VmRSS"], "hwm_kb": after["VmHWM"], "anon_kb": after["RssAnon"],
-            "file_kb": after["RssFile"], "wakeups": switches(after) - switches(before)}
+            "file_kb": after["RssFile"], "wakeups": switches(after) - switches(before), "library_private_kb": libs}
 
 
 def main() -> int:
@@ -115,6 +132,8 @@ def main() -> int:
         "idle_wakeups_per_minute": {"local": round(res["local_idle"]["wakeups"] * per_min, 1),
                                     "iothub": round(res["iothub_idle"]["wakeups"] * per_min, 1)},
         "messages_delivered": delivered,
+        "library_private_kb": {k: v for k, v in sorted(res["iothub"]["library_private_kb"].items(),
+                                                       key=lambda kv: -kv[1]) if v},
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -124,6 +143,8 @@ def main() -> int:
               f"(peak: extra {summary['extra_peak_rss_kb']} KB; target <= 300 KB)")
         print(f"  of which private (heap, relocated library data): {summary['extra_private_kb']} KB; "
               f"clean shared library pages (libcrypto, libssl, libmosquitto): {summary['extra_shared_file_kb']} KB")
+        print("  private pages per shared library (iothub): "
+              + ", ".join(f"{k} {v} KB" for k, v in summary["library_private_kb"].items()))
         print(f"idle wake-ups per minute over {args.idle_seconds:g} s: local "
               f"{summary['idle_wakeups_per_minute']['local']}, iothub {summary['idle_wakeups_per_minute']['iothub']}")
         print(f"messages the hub received: {delivered}")

@@ -171,8 +171,8 @@ static uint32_t hash32(const char *s)
  * the jump carry the new clock). */
 static void shift_counts(const struct bf *b, struct counts *k, long jump)
 {
-	k->fast.last = k->fast.last ? k->fast.last + (double)jump : 0;
-	k->slow.last = k->slow.last ? k->slow.last + (double)jump : 0;
+	dbucket_shift(&k->fast, jump);
+	dbucket_shift(&k->slow, jump);
 	k->first = dclock_shift(k->first, jump);
 	k->last = dclock_shift(k->last, jump);
 	k->alerted = dclock_shift(k->alerted, jump);
@@ -202,7 +202,7 @@ static void follow_clock(struct agent_ctx *ctx, struct bf *b)
 	for (struct counts *k = dlru_next(&b->users, NULL); k; k = dlru_next(&b->users, k))
 		shift_counts(b, k, jump);
 	shift_counts(b, &b->storm, jump);
-	b->source_alerts.last = b->source_alerts.last ? b->source_alerts.last + (double)jump : 0;
+	dbucket_shift(&b->source_alerts, jump);
 }
 
 static uint32_t window_sum(struct counts *k, long long slot)

@@ -90,7 +90,7 @@ static void follow_clock(struct agent_ctx *ctx, struct custom *c)
 	for (struct slot *s = dlru_next(&c->slots, NULL); s; s = dlru_next(&c->slots, s)) {
 		s->first = dclock_shift(s->first, jump);
 		s->last = dclock_shift(s->last, jump);
-		s->bucket.last = s->bucket.last ? s->bucket.last + (double)jump : 0;
+		dbucket_shift(&s->bucket, jump);
 	}
 }
 

@@ -59,6 +59,12 @@ double dbucket_level(const struct dbucket *b, double t, double leak_seconds)
 	return level < 0 ? 0 : level;
 }
 
+void dbucket_shift(struct dbucket *b, long jump)
+{
+	if (b->last)
+		b->last += (double)jump;
+}
+
 double dbucket_add(struct dbucket *b, double t, double weight, double leak_seconds)
 {
 	double n = leaked(b, t, leak_seconds);

@@ -31,6 +31,8 @@ struct dbucket {
 double dbucket_add(struct dbucket *b, double t, double weight, double leak_seconds);
 /* The level at time t without adding. */
 double dbucket_level(const struct dbucket *b, double t, double leak_seconds);
+/* The wall clock jumped by `jump` seconds: an untouched bucket stays so. */
+void dbucket_shift(struct dbucket *b, long jump);
 
 /* The last path component ("/usr/bin/xmrig (deleted)" -> "xmrig"), written
  * to out without a " (deleted)" suffix. */
