@@ -200,6 +200,20 @@ def test_firewall_from_an_nft_ruleset(build, tmp_path):
     _, entries = baseline(build, tree)
     got = by_id(entries)
     assert got["DIOT-FW-002"]["Result"] == "Pass" and got["DIOT-FW-009"]["Result"] == "Fail"
+    # ... nor does an inet table beside it that has no drop policy: the
+    # policy line belongs to the ip table
+    inet = "table inet other {\n\tchain input {\n\t\ttype filter hook input priority 10; policy accept;\n\t}\n}\n"
+    nft.write_text(nft.read_text() + inet)
+    _, entries = baseline(build, tree)
+    got = by_id(entries)
+    assert got["DIOT-FW-002"]["Result"] == "Pass" and got["DIOT-FW-009"]["Result"] == "Fail"
+    # an ip6 or a bridge table's input drop does not filter IPv4 input
+    for family, fw9 in (("ip6", "Pass"), ("bridge", "Fail")):
+        nft.write_text(nft.read_text().replace("table ip filter", f"table {family} filter")
+                       .replace("table ip6 filter", f"table {family} filter"))
+        _, entries = baseline(build, tree)
+        got = by_id(entries)
+        assert (family, got["DIOT-FW-002"]["Result"], got["DIOT-FW-009"]["Result"]) == (family, "Fail", fw9)
 
 
 POLICY = FIXTURES / "policies" / "acme-gateway.policy"

@@ -1573,6 +1573,37 @@ static bool fw_has(const char *text, const char *ere)
 	return text && ere && any_line_matches(text, ere) == 1;
 }
 
+/* nft: a line counts only inside a table of the check's family (ip or inet
+ * for IPv4, ip6 or inet for IPv6): the matching line alone does not say
+ * which table it is in, and a drop policy in an ip6, bridge or netdev table
+ * does not filter IPv4 input. `nft list ruleset` starts each table at
+ * column 0 with "table <family> <name> {". */
+static bool nft_has(const char *text, const char *ere, bool v6)
+{
+	regex_t re;
+	if (!text || !ere || bl_regcomp(&re, ere, REG_NOSUB) != 0)
+		return false;
+	const char *own = v6 ? "ip6" : "ip";
+	bool in_family = false, found = false;
+	char line[1024];
+	for (const char *p = text; *p && !found;) {
+		size_t n = strcspn(p, "\n");
+		if (strncmp(p, "table ", 6) == 0) {
+			size_t f = strcspn(p + 6, " \n");
+			in_family = (f == 4 && strncmp(p + 6, "inet", 4) == 0) ||
+				    (f == strlen(own) && strncmp(p + 6, own, f) == 0);
+		} else if (in_family) {
+			size_t m = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+			memcpy(line, p, m);
+			line[m] = 0;
+			found = regexec(&re, line, 0, NULL, 0) == 0;
+		}
+		p += n + (p[n] == '\n');
+	}
+	regfree(&re);
+	return found;
+}
+
 static bool port_has_rule(const struct bl_run *run, unsigned port)
 {
 	char re[256];
@@ -1604,10 +1635,7 @@ static void eval_firewall(struct agent_ctx *ctx, struct bl_run *run, const struc
 			outcome(o, BL_FAIL, "no firewall rules are loaded");
 		return;
 	case FW_MATCH:
-		/* nft: an IPv6 check needs an inet or ip6 table to exist besides the
-		 * matching line (one line does not say which table it is in) */
-		if (fw_has(ipt, c->target) ||
-		    (c->value && fw_has(run->fw[2], c->value) && (!v6 || fw_has(run->fw[2], "^table (inet|ip6) "))))
+		if (fw_has(ipt, c->target) || nft_has(run->fw[2], c->value, v6))
 			outcome(o, BL_PASS, NULL);
 		else
 			outcome(o, BL_FAIL, NULL);
