@@ -20,6 +20,7 @@ import pytest
 
 from conftest import REPO
 from defender_iot.features import Feature, load_features
+from defender_iot.knobs import Knob, load_knobs
 
 EXT = REPO / "buildroot-package"
 PKG = EXT / "package" / "defender-iot-micro-agent"
@@ -98,11 +99,67 @@ def test_every_feature_has_a_sub_option(tmp_path):
         selects = {s.name for s, _ in sym.selects}
         wanted = {f"{MAIN}_COLLECTOR_{r}".upper() for r in f.requires} | {BR_PROVIDER[lib] for lib in f.libs}
         assert selects == wanted, f"{sym.name} selects {sorted(selects)}, needs {sorted(wanted)}"
-    known = {sub_option(f) for f in features} | {MAIN, f"{MAIN}_CONFIG_FILE"}
+    known = {sub_option(f) for f in features} | {k.br_symbol for k in load_knobs()} | {MAIN, f"{MAIN}_CONFIG_FILE"}
     extra = {s.name for s in kconf.unique_defined_syms if s.name.startswith(MAIN)} - known
     assert not extra, f"sub-options without a feature in agent/src: {sorted(extra)}"
     assert kconf.syms[f"{MAIN}_CONFIG_FILE"].type == kconfiglib.STRING
     assert "BR2_PACKAGE_CJSON" in {s.name for s, _ in main.selects}
+
+
+def unwired_build_options(kconf: kconfiglib.Kconfig, knobs: List[Knob]) -> List[str]:
+    """What Config.in and the .mk lack for each build option of
+    agent/CMakeLists.txt that is not a feature: a bool (ON/OFF options) or a
+    string sub-option, passed in CONF_OPTS."""
+    missing = []
+    mk = MK.read_text()
+    for k in knobs:
+        where = f"{k.source.name}:{k.line} declares {k.option}; add"
+        sym = kconf.syms.get(k.br_symbol)
+        want = kconfiglib.BOOL if k.type == "BOOL" else kconfiglib.STRING
+        default = k.packaged_default
+        if sym is None or not sym.nodes or sym.type != want or MAIN not in [s.name for s in
+                                                                               kconfiglib.expr_items(sym.direct_dep)]:
+            missing.append(f"{where} to Config.in, inside 'if {MAIN}': config {k.br_symbol} / "
+                           f"{'bool' if k.type == 'BOOL' else 'string'} ..."
+                           + (" / default y" if default is True else f' / default "{default}"' if default else ""))
+        elif sym.str_value != ("y" if default is True else "n" if default is False else default):
+            missing.append(f"{k.source.name}:{k.line} declares {k.option}; {k.br_symbol} must default to "
+                           f"{k.cmake(default)}, as the recipe does")
+        if k.type == "BOOL":
+            line = re.compile(rf"-D{k.option}=\$\(if [^,]*\$\({k.br_symbol}\)[^,]*,ON,OFF\)")
+            text = f"-D{k.option}=$(if $({k.br_symbol}),ON,OFF)"
+        else:
+            text = f"-D{k.option}=$(call qstrip,$({k.br_symbol}))"
+            line = re.compile(re.escape(text))
+        if not line.search(mk):
+            missing.append(f"{where} to DEFENDER_IOT_MICRO_AGENT_CONF_OPTS in {MK.name}: {text}")
+    return missing
+
+
+def test_every_build_option_is_wired(tmp_path):
+    kconf = kconfig(tmp_path)
+    kconf.syms[MAIN].set_value("y")
+    knobs = load_knobs()
+    assert {"AGENT_REPLAY", "AGENT_CONFIG_REFERENCE", "AGENT_LTO", "AGENT_MAX_PAGE_SIZE"} <= {k.option for k in knobs}
+    missing = unwired_build_options(kconf, knobs)
+    assert not missing, "\n".join(missing)
+    # LTO: the product's choice or Buildroot's global one
+    assert f"-DAGENT_LTO=$(if $(BR2_ENABLE_LTO)$({MAIN}_LTO),ON,OFF)" in MK.read_text()
+
+
+def test_a_new_build_option_is_reported_with_the_line_to_add(tmp_path):
+    agent = tmp_path / "agent"
+    (agent / "cmake").mkdir(parents=True)
+    (agent / "CMakeLists.txt").write_text((REPO / "agent" / "CMakeLists.txt").read_text()
+                                          + '\noption(AGENT_PRIVACY_MASKING "Privacy masking" ON)\n')
+    kconf = kconfig(tmp_path)
+    kconf.syms[MAIN].set_value("y")
+    missing = unwired_build_options(kconf, [k for k in load_knobs(agent) if k.option == "AGENT_PRIVACY_MASKING"])
+    assert [m.split("; ", 1)[1] for m in missing] == [
+        f"add to Config.in, inside 'if {MAIN}': config {MAIN}_PRIVACY_MASKING / bool ... / default y",
+        f"add to DEFENDER_IOT_MICRO_AGENT_CONF_OPTS in {MK.name}: "
+        f"-DAGENT_PRIVACY_MASKING=$(if $({MAIN}_PRIVACY_MASKING),ON,OFF)",
+    ]
 
 
 def test_a_detector_brings_its_collectors(tmp_path):
@@ -138,6 +195,9 @@ def test_defconfig_resolves_to_the_agent_with_every_default_feature(tmp_path, de
     assert kconf.syms[MAIN].str_value == "y"
     for f in load_features():
         assert kconf.syms[sub_option(f)].str_value == ("y" if f.default else "n"), sub_option(f)
+    values = {k.br_symbol: kconf.syms[k.br_symbol].str_value for k in load_knobs()}
+    assert values[f"{MAIN}_REPLAY"] == "y" and values[f"{MAIN}_CONFIG_REFERENCE"] == "y"
+    assert values[f"{MAIN}_LTO"] == "n" and values[f"{MAIN}_MAX_PAGE_SIZE"] == ""
     for line in ("BR2_TOOLCHAIN_BUILDROOT_GLIBC=y", "BR2_PACKAGE_DROPBEAR=y", "BR2_PACKAGE_IPTABLES=y",
                  "BR2_DOWNLOAD_FORCE_CHECK_HASHES=y"):
         assert line in text.splitlines(), f"{defconfig}: {line}"

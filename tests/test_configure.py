@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,13 @@ from conftest import REPO, run_agent
 from defender_iot.build import build_agent
 from defender_iot.cli import main
 from defender_iot.configure import configure, rootfs_facts
+from defender_iot.errors import UserError
+from defender_iot.knobs import knobs_markdown, load_knobs
 from defender_iot.profile import load_profile, resolve, schema_markdown
 from defender_iot.size import size_report
 
 PROFILES = ["camera", "gateway", "sensor", "default"]
+BR = "BR2_PACKAGE_DEFENDER_IOT_MICRO_AGENT"
 LAYER_PROFILES = REPO / "meta-defender-iot" / "recipes-security" / "defender-iot" / "files" / "profiles"
 
 
@@ -95,7 +99,10 @@ def test_outputs_follow_the_contracts(configured):
     profile, out = configured["gateway"]
     enabled = resolve(profile).enabled()
     kas = (out / "kas" / "gateway.yml").read_text()
-    values = " ".join(f.name.replace("_", "-") for f in enabled)
+    # features, then the build options on in the recipe (gateway sets none: the defaults)
+    values = " ".join([f.name.replace("_", "-") for f in enabled]
+                      + [k.packageconfig for k in load_knobs() if k.type == "BOOL" and k.packaged_default])
+    assert "replay" in values and "lto" not in values
     assert f'PACKAGECONFIG:pn-defender-iot-micro-agent = "{values}"' in kas
     assert 'DEFENDER_IOT_PROFILE = "gateway"' in kas
     cache = (out / "cmake" / "gateway.cmake").read_text()
@@ -105,6 +112,78 @@ def test_outputs_follow_the_contracts(configured):
     assert runtime["CollectorsCore_PriorityIntervals"] == "15,60,720"
     assert runtime["Agent_Transport"] == "iothub"
     assert json.loads((out / "twin" / "gateway.json").read_text()) == {"properties": {"desired": runtime}}
+
+
+# ---- build options that are not features (agent/CMakeLists.txt) ----
+
+KNOBS = "product: p\narch: x86_64\n" + ("collectors: [heartbeat]\ntransport: local\n"
+                "build:\n  replay: false\n  config_reference: false\n  max_page_size: 4096\n")
+
+
+def test_build_options_reach_every_output(tmp_path):
+    path = tmp_path / "product.yml"
+    path.write_text(KNOBS)
+    files = configure(load_profile(path), out=tmp_path).files
+    cache = files["cmake/p.cmake"]
+    assert "# build.replay in the profile (line 6)\nset(AGENT_REPLAY OFF CACHE BOOL " in cache
+    assert "set(AGENT_CONFIG_REFERENCE OFF CACHE BOOL " in cache
+    assert 'set(AGENT_MAX_PAGE_SIZE "4096" CACHE STRING ' in cache
+    # not in the profile: the agent's own default, said so
+    assert re.search(r"# the agent's default \(agent/CMakeLists.txt:\d+\); Yocto and Buildroot: OFF, left to the "
+                     r"distribution\nset\(AGENT_LTO ON CACHE BOOL ", cache)
+    kas = files["kas/p.yml"]
+    values = re.search(r'^    PACKAGECONFIG:pn-defender-iot-micro-agent = "([^"]*)"$', kas, re.M).group(1).split()
+    assert values[:2] == ["heartbeat", "local"]
+    assert not {"replay", "config-reference", "lto"} & set(values)
+    assert '    DEFENDER_IOT_MAX_PAGE_SIZE = "4096"\n' in kas
+    br = files["buildroot/p.config"].splitlines()
+    for line in (f"# {BR}_REPLAY is not set", f"# {BR}_CONFIG_REFERENCE is not set", f"# {BR}_LTO is not set",
+                 f'{BR}_MAX_PAGE_SIZE="4096"'):
+        assert line in br
+    # at their defaults the packaged builds keep replay and the reference
+    path.write_text("product: p\narch: x86_64\ncollectors: [heartbeat]\ntransport: local\nbuild:\n  lto: true\n")
+    files = configure(load_profile(path), out=tmp_path).files
+    values = re.search(r'PACKAGECONFIG:pn-defender-iot-micro-agent = "([^"]*)"', files["kas/p.yml"]).group(1).split()
+    assert values[:2] == ["heartbeat", "local"] and {"config-reference", "replay", "lto"} <= set(values)
+    assert "DEFENDER_IOT_MAX_PAGE_SIZE" not in files["kas/p.yml"]
+    assert {f"{BR}_REPLAY=y", f"{BR}_LTO=y", f'{BR}_MAX_PAGE_SIZE=""'} <= set(files["buildroot/p.config"].splitlines())
+
+
+def test_build_options_are_read_from_the_cmake_files(tmp_path):
+    (tmp_path / "cmake").mkdir()
+    (tmp_path / "CMakeLists.txt").write_text(
+        '# option(AGENT_COMMENTED "a comment, not an option" ON)\n'
+        'option(AGENT_SANITIZE "developer only" OFF)\n'
+        'option(AGENT_PRIVDROP "Privilege drop # not a comment" ON) # a comment\n'
+        'option(AGENT_COLLECTOR_X "a feature" ON)\n'
+        'set(AGENT_TAG "a b" CACHE STRING "syslog tag")\n')
+    (tmp_path / "cmake" / "Extra.cmake").write_text('option(AGENT_MASKING\n  "Privacy masking"\n  OFF)\n')
+    knobs = {k.option: k for k in load_knobs(tmp_path)}
+    assert list(knobs) == ["AGENT_PRIVDROP", "AGENT_TAG", "AGENT_MASKING"]
+    assert (knobs["AGENT_PRIVDROP"].default, knobs["AGENT_PRIVDROP"].doc) == (True, "Privilege drop # not a comment")
+    assert (knobs["AGENT_TAG"].type, knobs["AGENT_TAG"].default, knobs["AGENT_TAG"].name) == ("STRING", "a b", "tag")
+    assert (knobs["AGENT_MASKING"].line, knobs["AGENT_MASKING"].default) == (1, False)
+    (tmp_path / "CMakeLists.txt").write_text('\noption(AGENT_ODD "doc" ${SOMETHING})\n')
+    with pytest.raises(UserError, match=r"CMakeLists.txt:2: cannot read the declaration of AGENT_ODD"):
+        load_knobs(tmp_path)
+
+
+def test_agent_built_without_replay_refuses_it(tmp_path, capsys, agent):
+    path = tmp_path / "product.yml"
+    path.write_text(KNOBS)
+    rc, _, err = run_configure(capsys, path, "--out", tmp_path / "out", "-q")
+    assert rc == 0, err
+    build = build_agent(cache_file=tmp_path / "out" / "cmake" / "p.cmake")
+    (tmp_path / "replay" / "000").mkdir(parents=True)
+    proc = run_agent(build, "--replay", str(tmp_path / "replay"), "--once", check=False)
+    assert proc.returncode == 2
+    assert "unrecognized option '--replay'" in proc.stderr
+    assert "--replay" not in run_agent(build, "--help").stdout
+    proc = run_agent(build, "--config-reference", check=False)
+    assert proc.returncode == 2 and "unrecognized option '--config-reference'" in proc.stderr
+    # the default build has both
+    assert "--replay" in run_agent(agent, "--help").stdout
+    assert run_agent(agent, "--config-reference").stdout
 
 
 # ---- errors: file, line, and what to do ----
@@ -136,6 +215,15 @@ BASE = "product: p\narch: x86_64\n"
      "settings.config.Agent_LogLevel: expected one of debug, info, warning, error, got \"loud\""),
     ("collectors: [heartbeat]\nsettings:\n  config:\n    Login_PollingInterval: 100\n", 6,
      "no key 'Login_PollingInterval' in an agent built from this profile"),
+    ("collectors: [heartbeat]\nbuild:\n  lto: true\n  replai: false\n", 6,
+     "build: unknown build option 'replai' (did you mean 'replay'?)"),
+    ("collectors: [heartbeat]\nbuild:\n  replay: no\n", 5, 'build.replay: expected true or false, got "no"'),
+    ("collectors: [heartbeat]\nbuild:\n  max_page_size: 4000\n", 5,
+     "build.max_page_size: expected a page size in bytes, a power of two from 4096 to 65536 (e.g. 4096), "
+     "or '' for the toolchain's default, got 4000"),
+    ("collectors: [heartbeat]\nbuild:\n  max_page_size: true\n", 5, "build.max_page_size: expected a page size"),
+    ("collectors: [heartbeat]\nbuild:\n  config_reference: [false]\n", 5,
+     "build.config_reference: expected true, false, a string or a number, got [false]"),
 ])
 def test_profile_errors_name_file_and_line(tmp_path, capsys, body, line, message):
     path = write(tmp_path, BASE + body)
@@ -237,6 +325,7 @@ def test_profile_settings_merge_with_trimming(tmp_path):
 def test_docs_hold_the_schema_reference():
     doc = (REPO / "docs" / "configurator.md").read_text()
     assert schema_markdown() in doc, "docs/configurator.md: paste `python -m defender_iot.profile` output"
+    assert knobs_markdown() in doc, "docs/configurator.md: paste `python -m defender_iot.knobs` output"
 
 
 def test_detect_by_goal(tmp_path, capsys):

@@ -168,6 +168,33 @@ def test_checkout_writes_layers_and_local_conf(checkout):
     assert 'IMAGE_INSTALL:append = " packagegroup-defender-iot"' in local
 
 
+def test_profile_build_options_reach_local_conf(checkout):
+    """The sensor profile drops replay and the config reference, opts in to
+    LTO and links for 4 KiB pages: kas writes that into local.conf."""
+    combination = ENTRY.replace("gateway", "sensor")
+    proc = kas_run(checkout, "checkout", combination)
+    assert proc.returncode == 0, proc.stderr
+    local = conf_lines(checkout.parent / "work" / "build" / "conf" / "local.conf")
+    values = local["PACKAGECONFIG:pn-defender-iot-micro-agent"].split()
+    assert "lto" in values and "replay" not in values and "config-reference" not in values
+    assert local["DEFENDER_IOT_MAX_PAGE_SIZE"] == "4096"
+
+
+RECIPE = REPO / "meta-defender-iot" / "recipes-security" / "defender-iot" / "defender-iot-micro-agent_git.bb"
+
+
+@pytest.mark.parametrize("profile", sorted(p.name for p in (KAS / "profile").glob("*.yml")))
+def test_profile_sets_only_what_the_recipe_defines(profile):
+    recipe = RECIPE.read_text()
+    flags = set(re.findall(r"^PACKAGECONFIG\[([\w-]+)\] = ", recipe, re.M))
+    variables = set(re.findall(r"^(DEFENDER_IOT_\w+) \??=", recipe, re.M))
+    block = load(KAS / "profile" / profile)["local_conf_header"]["defender-iot-profile"]
+    assignments = dict(re.findall(r'^(\S+) = "(.*)"$', block, re.M))
+    assert set(assignments["PACKAGECONFIG:pn-defender-iot-micro-agent"].split()) <= flags
+    assert set(assignments) - {"PACKAGECONFIG:pn-defender-iot-micro-agent"} <= variables, \
+        f"{profile} sets variables {RECIPE.name} does not define"
+
+
 def test_layer_dependencies_are_in_the_base():
     """Every collection the layer depends on is provided by a layer the base
     fragment adds (collection names as the layers' own layer.conf set them)."""

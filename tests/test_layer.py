@@ -25,6 +25,7 @@ from oelint_parser.cls_stash import Stash
 
 from conftest import REPO
 from defender_iot.features import Feature, load_features
+from defender_iot.knobs import Knob, load_knobs
 
 LAYER = REPO / "meta-defender-iot"
 RECIPE = LAYER / "recipes-security" / "defender-iot" / "defender-iot-micro-agent_git.bb"
@@ -161,17 +162,79 @@ def test_every_feature_has_a_packageconfig(recipe):
         assert sorted(fields[2].split()) == wanted, f"PACKAGECONFIG[{pc_name(f)}] DEPENDS {fields[2]!r}, libs {f.libs}"
 
 
-def test_every_packageconfig_is_a_feature(recipe):
-    names = {pc_name(f) for f in load_features()}
+def test_every_packageconfig_is_a_feature_or_build_option(recipe):
+    names = {pc_name(f) for f in load_features()} | {k.packageconfig for k in load_knobs() if k.type == "BOOL"}
     extra = set(recipe.packageconfig()) - names
-    assert not extra, f"PACKAGECONFIG values without a feature in agent/src: {sorted(extra)}"
+    assert not extra, f"PACKAGECONFIG values without a feature in agent/src or an option in agent/CMakeLists.txt: " \
+                      f"{sorted(extra)}"
+
+
+def unwired_build_options(recipe: Recipe, knobs: List[Knob]) -> List[str]:
+    """What the recipe lacks for each build option of agent/CMakeLists.txt
+    that is not a feature: a positive PACKAGECONFIG (ON/OFF options), or a
+    DEFENDER_IOT_ variable passed to EXTRA_OECMAKE (values)."""
+    missing = []
+    flags = recipe.packageconfig()
+    build_options = recipe.value("DEFENDER_IOT_BUILD_OPTIONS").split()
+    extra_oecmake = recipe.value("EXTRA_OECMAKE").split()
+    for k in knobs:
+        where = f"{k.source.name}:{k.line} declares {k.option}; add to {RECIPE.name}:"
+        if k.type == "BOOL":
+            if flags.get(k.packageconfig, [])[:2] != [f"-D{k.option}=ON", f"-D{k.option}=OFF"]:
+                missing.append(f'{where} PACKAGECONFIG[{k.packageconfig}] = "-D{k.option}=ON,-D{k.option}=OFF"')
+            if k.packageconfig not in build_options:
+                missing.append(f"{where} '{k.packageconfig}' in DEFENDER_IOT_BUILD_OPTIONS")
+            if k.packaged_default and k.packageconfig not in recipe.value("PACKAGECONFIG").split():
+                missing.append(f"{where} '{k.packageconfig}' in the default PACKAGECONFIG (its default is ON)")
+            continue
+        if [v.VarOp.strip() for v in recipe.vars.get(k.recipe_var, [])] != ["?="] \
+                or recipe.value(k.recipe_var) != k.packaged_default:
+            missing.append(f'{where} {k.recipe_var} ?= "{k.packaged_default}"')
+        if f"-D{k.option}=${{{k.recipe_var}}}" not in extra_oecmake:
+            missing.append(f"{where} -D{k.option}=${{{k.recipe_var}}} in EXTRA_OECMAKE")
+    return missing
+
+
+def test_every_build_option_is_wired(recipe):
+    knobs = load_knobs()
+    assert {"AGENT_REPLAY", "AGENT_CONFIG_REFERENCE", "AGENT_LTO", "AGENT_MAX_PAGE_SIZE"} <= {k.option for k in knobs}
+    missing = unwired_build_options(recipe, knobs)
+    assert not missing, "\n".join(missing)
+    assert sorted(recipe.value("DEFENDER_IOT_BUILD_OPTIONS").split()) == \
+        sorted(k.packageconfig for k in knobs if k.type == "BOOL")
+    # what PACKAGECONFIG decides, EXTRA_OECMAKE must not override
+    assert not [o for o in recipe.value("EXTRA_OECMAKE").split()
+                if o.split("=")[0][2:] in {k.option for k in knobs if k.type == "BOOL"}]
+
+
+def test_a_new_build_option_is_reported_with_the_line_to_add(recipe, tmp_path):
+    """An option the agent adds later (here a copy of the CMakeLists.txt
+    with two more) fails the check above, naming what to write."""
+    agent = tmp_path / "agent"
+    (agent / "cmake").mkdir(parents=True)
+    text = (REPO / "agent" / "CMakeLists.txt").read_text()
+    (agent / "CMakeLists.txt").write_text(text + '\noption(AGENT_PRIVACY_MASKING "Privacy masking" ON)\n'
+                                          'set(AGENT_LOG_TAG "agent" CACHE STRING "syslog tag")\n')
+    shutil.copy(REPO / "agent" / "cmake" / "Features.cmake", agent / "cmake")
+    missing = unwired_build_options(recipe, load_knobs(agent))
+    assert [m.split("; ", 1)[1] for m in missing] == [
+        f"add to {RECIPE.name}: PACKAGECONFIG[privacy-masking] = "
+        '"-DAGENT_PRIVACY_MASKING=ON,-DAGENT_PRIVACY_MASKING=OFF"',
+        f"add to {RECIPE.name}: 'privacy-masking' in DEFENDER_IOT_BUILD_OPTIONS",
+        f"add to {RECIPE.name}: 'privacy-masking' in the default PACKAGECONFIG (its default is ON)",
+        f'add to {RECIPE.name}: DEFENDER_IOT_LOG_TAG ?= "agent"',
+        f"add to {RECIPE.name}: -DAGENT_LOG_TAG=${{DEFENDER_IOT_LOG_TAG}} in EXTRA_OECMAKE",
+    ]
 
 
 def test_default_packageconfig_is_the_agent_default(recipe):
     default = recipe.value("PACKAGECONFIG").split()
     flags = recipe.packageconfig()
     assert not [v for v in default if v not in flags], "a default PACKAGECONFIG value has no flag"
-    assert sorted(default) == sorted(pc_name(f) for f in load_features() if f.default)
+    # LTO is the only one left to the distribution (DISTRO_FEATURES lto)
+    assert "lto" not in default
+    assert sorted(default) == sorted([pc_name(f) for f in load_features() if f.default]
+                                     + [k.packageconfig for k in load_knobs() if k.type == "BOOL" and k.packaged_default])
     # ... and the configurator's default profile asks for the same.
     profile = (REPO / "kas" / "profile" / "default.yml").read_text()
     m = re.search(r'PACKAGECONFIG:pn-defender-iot-micro-agent = "([^"]*)"', profile)
@@ -273,11 +336,15 @@ def test_ptest_runs_the_agent_suite_and_checks_features(recipe, agent_factory, i
         options[key] = state == "ON"
     build = agent_factory(options, testing=True, extra={"AGENT_TEST_FIXTURES_DIR": str(ptest / "fixtures")})
     values = dict(OE_PATHS, D=str(d), B=str(build.build_dir), S=str(REPO / "agent"),
-                  PACKAGECONFIG=recipe.value("PACKAGECONFIG"))
+                  PACKAGECONFIG=recipe.value("PACKAGECONFIG"),
+                  DEFENDER_IOT_BUILD_OPTIONS=recipe.value("DEFENDER_IOT_BUILD_OPTIONS"))
     run_function(expand(recipe.funcs[("do_install_ptest", "")], values), install_shim, stage / "owners")
     shutil.copy(LAYER / "recipes-security" / "defender-iot" / "files" / "run-ptest", ptest / "run-ptest")
 
     assert not list((ptest / "fixtures").rglob("*.py"))
+    # the features the agent must list, without the build options
+    assert sorted((ptest / "packageconfig").read_text().split()) == \
+        sorted(pc_name(f) for f in load_features() if f.default)
     suites = sorted(p.name for p in (ptest / "tests").iterdir())
     assert len(suites) >= 5, suites
     proc = subprocess.run(["sh", str(ptest / "run-ptest")], capture_output=True, text=True, timeout=600,

@@ -20,10 +20,10 @@ from defender_iot import __version__
 from defender_iot.build import ARCHES
 from defender_iot.errors import UserError
 from defender_iot.features import Feature, FeatureSet
+from defender_iot.knobs import BR_SYMBOL, Knob, choose
 from defender_iot.profile import Profile, ProfileError, Resolution, config_keys, resolve, runtime_config
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-BR_SYMBOL = "BR2_PACKAGE_DEFENDER_IOT_MICRO_AGENT"
 RECIPE = "defender-iot-micro-agent"
 
 
@@ -192,7 +192,6 @@ def _env() -> jinja2.Environment:
     # json.dumps, not jinja's tojson: tojson escapes <, > and & for HTML,
     # which would change the values of a config file.
     env.filters["json"] = lambda v, indent=2: json.dumps(v, indent=indent, sort_keys=True, ensure_ascii=False)
-    env.filters["pkgconfig"] = lambda f: f.name.replace("_", "-")
     env.filters["brsymbol"] = lambda f: f"{BR_SYMBOL}_{f.kind.upper()}_{f.name.upper()}"
     env.filters["cmake_quote"] = lambda s: '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
     return env
@@ -211,10 +210,14 @@ def pkg_config_status(libs: Tuple[str, ...], arch: str) -> Dict[str, bool]:
 
 
 def configure(profile: Profile, *, rootfs: Optional[Path] = None, features: Optional[FeatureSet] = None,
-              buildroot_config_path: Optional[str] = None, out: Optional[Path] = None) -> Outputs:
+              knobs: Optional[List[Knob]] = None, buildroot_config_path: Optional[str] = None,
+              out: Optional[Path] = None) -> Outputs:
     res = resolve(profile, features)
+    build = choose(profile, knobs)
     config = runtime_config(profile, res)
     rows = [Row(f"{c.feature.kind} {c.feature.name}", c.enabled, c.reason) for c in res.ordered()]
+    rows += [Row(f"build {c.knob.name} = {c.knob.cmake(c.value)}", c.value if c.knob.type == "BOOL" else True, c.reason)
+             for c in build]
     for t in res.enabled():
         if t.libs:
             found = pkg_config_status(t.libs, profile.arch)
@@ -243,6 +246,9 @@ def configure(profile: Profile, *, rootfs: Optional[Path] = None, features: Opti
         "arch": profile.arch,
         "choices": res.ordered(),
         "enabled": res.enabled(),
+        "build": build,
+        "packageconfig": [f.name.replace("_", "-") for f in res.enabled()]
+                         + [c.knob.packageconfig for c in build if c.knob.type == "BOOL" and c.packaged],
         "config": config,
         "twin": {"properties": {"desired": config}},
         "recipe": RECIPE,

@@ -159,6 +159,9 @@ def validate(profile: Profile) -> None:
                                    "'-' and '_' (e.g. 'smart-camera')")
     if e.validator == "oneOf" and where and where[-1] in ("collectors", "detectors"):
         raise profile.error(where, f"{label}: expected 'default', a list of names, or a map of name: true|false")
+    if e.validator == "type" and len(where) == 2 and where[0] == "build":
+        raise profile.error(where, f"{label}: expected true, false, a string or a number, got "
+                                   f"{json.dumps(e.instance)}")
     if e.validator == "enum":
         raise profile.error(where, f"{label}: '{e.instance}' is not one of {', '.join(map(str, e.validator_value))}"
                             + suggest(str(e.instance), map(str, e.validator_value)))

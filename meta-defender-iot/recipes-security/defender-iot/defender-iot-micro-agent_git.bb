@@ -36,7 +36,8 @@ CVE_PRODUCT = "meta-defender-iot:defender-iot-micro-agent"
 PACKAGECONFIG ??= "heartbeat system-information process network-activity listening-ports login baseline \
                    statistics sbom file-integrity \
                    brute-force crypto-miner botnet suspicious-network custom \
-                   iothub mqtt local"
+                   iothub mqtt local \
+                   config-reference replay run-as-user mask-addresses local-socket"
 
 PACKAGECONFIG[heartbeat] = "-DAGENT_COLLECTOR_HEARTBEAT=ON,-DAGENT_COLLECTOR_HEARTBEAT=OFF"
 PACKAGECONFIG[system-information] = "-DAGENT_COLLECTOR_SYSTEM_INFORMATION=ON,-DAGENT_COLLECTOR_SYSTEM_INFORMATION=OFF"
@@ -57,13 +58,37 @@ PACKAGECONFIG[iothub] = "-DAGENT_TRANSPORT_IOTHUB=ON,-DAGENT_TRANSPORT_IOTHUB=OF
 PACKAGECONFIG[mqtt] = "-DAGENT_TRANSPORT_MQTT=ON,-DAGENT_TRANSPORT_MQTT=OFF,mosquitto openssl"
 PACKAGECONFIG[local] = "-DAGENT_TRANSPORT_LOCAL=ON,-DAGENT_TRANSPORT_LOCAL=OFF"
 
+# The agent's build options that are not features (`build:` in a product
+# profile; docs/integration.md says what each saves): a positive option per
+# ON/OFF one, a variable per value. A product that documents its settings
+# elsewhere drops config-reference; replay is for tests and demos.
+# Link-time optimisation is the distro's choice (DISTRO_FEATURES lto:
+# conf/distro/include/lto.inc puts -flto in every recipe's flags), so lto is
+# not in the default; a product may still add it.
+PACKAGECONFIG[config-reference] = "-DAGENT_CONFIG_REFERENCE=ON,-DAGENT_CONFIG_REFERENCE=OFF"
+PACKAGECONFIG[replay] = "-DAGENT_REPLAY=ON,-DAGENT_REPLAY=OFF"
+# Core capabilities: Agent_RunAsUser (started as root, keep only the
+# collectors' capabilities: the SysV script's alternative to its
+# unprivileged user, see /etc/default/defender-iot-agent),
+# Agent_MaskRemoteAddresses, and the local transport's UNIX socket.
+# Off: the agent refuses the key, naming the option.
+PACKAGECONFIG[run-as-user] = "-DAGENT_RUN_AS_USER=ON,-DAGENT_RUN_AS_USER=OFF"
+PACKAGECONFIG[mask-addresses] = "-DAGENT_MASK_ADDRESSES=ON,-DAGENT_MASK_ADDRESSES=OFF"
+PACKAGECONFIG[local-socket] = "-DAGENT_LOCAL_SOCKET=ON,-DAGENT_LOCAL_SOCKET=OFF"
+PACKAGECONFIG[lto] = "-DAGENT_LTO=ON,-DAGENT_LTO=OFF"
+# The PACKAGECONFIG values above that are build options, not features
+# (--list-features does not print them).
+DEFENDER_IOT_BUILD_OPTIONS = "config-reference replay run-as-user mask-addresses local-socket lto"
+# Largest page size the binary must load with. Empty: the toolchain's
+# default (64 KiB on aarch64). "4096" drops up to ~48 KiB of padding from an
+# aarch64 binary, which then no longer loads on a 64 KiB-page kernel.
+DEFENDER_IOT_MAX_PAGE_SIZE ?= ""
+
 # -Werror is for the project's own CI; a newer compiler's new warnings must
 # not break a product build. The C tests are built only for ptest, and find
 # their fixtures where do_install_ptest puts them on the target.
-# Link-time optimisation is the distro's choice: with DISTRO_FEATURES lto,
-# conf/distro/include/lto.inc puts -flto in every recipe's flags.
 EXTRA_OECMAKE = "-DAGENT_WERROR=OFF \
-                 -DAGENT_LTO=OFF \
+                 -DAGENT_MAX_PAGE_SIZE=${DEFENDER_IOT_MAX_PAGE_SIZE} \
                  -DBUILD_TESTING=${@bb.utils.contains('PTEST_ENABLED', '1', 'ON', 'OFF', d)} \
                  -DAGENT_TEST_FIXTURES_DIR=${PTEST_PATH}/fixtures \
                  "
@@ -99,8 +124,13 @@ do_install_ptest() {
     # Snapshot trees of /proc and /etc that the collector tests read.
     cp -R --no-dereference --no-preserve=ownership ${S}/../tests/fixtures ${D}${PTEST_PATH}/fixtures
     find ${D}${PTEST_PATH}/fixtures -name '*.py' -delete
-    # What the agent must report with --list-features.
-    echo "${PACKAGECONFIG}" > ${D}${PTEST_PATH}/packageconfig
+    # What the agent must report with --list-features: the features.
+    for value in ${PACKAGECONFIG}; do
+        case " ${DEFENDER_IOT_BUILD_OPTIONS} " in
+        *" $value "*) ;;
+        *) echo "$value" ;;
+        esac
+    done > ${D}${PTEST_PATH}/packageconfig
 }
 
 FILES:${PN} += "${sbindir}/defender-iot-agent \
