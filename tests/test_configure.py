@@ -224,6 +224,14 @@ BASE = "product: p\narch: x86_64\n"
     ("collectors: [heartbeat]\nbuild:\n  max_page_size: true\n", 5, "build.max_page_size: expected a page size"),
     ("collectors: [heartbeat]\nbuild:\n  config_reference: [false]\n", 5,
      "build.config_reference: expected true, false, a string or a number, got [false]"),
+    # a runtime key of a capability the build leaves out
+    ("collectors: [heartbeat]\nsettings:\n  privacy:\n    mask_remote_addresses: true\nbuild:\n"
+     "  mask_addresses: false\n", 6, "settings.privacy.mask_remote_addresses: build.mask_addresses is false in the "
+                                    "profile (line 8), which leaves Agent_MaskRemoteAddresses out of the agent "
+                                    "(AGENT_MASK_ADDRESSES=OFF): drop the setting or the build option"),
+    ("collectors: [heartbeat]\nsettings:\n  config:\n    Agent_RunAsUser: nobody\nbuild: {run_as_user: false}\n", 6,
+     "settings.config.Agent_RunAsUser: build.run_as_user is false in the profile (line 7), which leaves "
+     "Agent_RunAsUser out"),
 ])
 def test_profile_errors_name_file_and_line(tmp_path, capsys, body, line, message):
     path = write(tmp_path, BASE + body)

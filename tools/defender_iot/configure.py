@@ -214,7 +214,8 @@ def configure(profile: Profile, *, rootfs: Optional[Path] = None, features: Opti
               out: Optional[Path] = None) -> Outputs:
     res = resolve(profile, features)
     build = choose(profile, knobs)
-    config = runtime_config(profile, res)
+    config = runtime_config(profile, res, {c.knob.option: c.reason.replace(" in the profile", " is false in the profile")
+                                           for c in build if c.value is False and c.packaged is False})
     rows = [Row(f"{c.feature.kind} {c.feature.name}", c.enabled, c.reason) for c in res.ordered()]
     rows += [Row(f"build {c.knob.name} = {c.knob.cmake(c.value)}", c.value if c.knob.type == "BOOL" else True, c.reason)
              for c in build]

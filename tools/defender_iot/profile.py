@@ -188,6 +188,31 @@ class ConfigKey:
     maximum: Optional[int]
     choices: Tuple[str, ...]
     owner: str         # "core" or "collector process"
+    needs: Optional[str] = None  # the build option without which the agent has no such key
+
+
+# A key row inside `#ifndef AGENT_NO_<NAME>` exists only while the build
+# option AGENT_<NAME> is on (the agent's convention for core capabilities a
+# product can compile out, e.g. AGENT_RUN_AS_USER).
+_GUARD = re.compile(r"^\s*#\s*ifndef\s+AGENT_NO_(\w+)")
+
+
+def _guards(text: str) -> List[Optional[str]]:
+    """For each line of C text, the AGENT_ option its rows depend on."""
+    stack: List[Optional[str]] = []
+    out: List[Optional[str]] = []
+    for line in text.splitlines():
+        m = _GUARD.match(line)
+        if m:
+            stack.append("AGENT_" + m.group(1))
+        elif re.match(r"^\s*#\s*if", line):
+            stack.append(None)
+        elif re.match(r"^\s*#\s*(else|elif)", line) and stack:
+            stack[-1] = None
+        elif re.match(r"^\s*#\s*endif", line) and stack:
+            stack.pop()
+        out.append(next((g for g in reversed(stack) if g), None))
+    return out
 
 
 def _int(text: str) -> Optional[int]:
@@ -209,7 +234,9 @@ def config_keys(features: Iterable[Feature], agent_dir: Optional[Path] = None) -
     event_names = [ev for _, _, ev in sources if ev]
     keys: Dict[str, ConfigKey] = {}
     for owner, path, _ in sources:
-        for m in _KEY_ROW.finditer(path.read_text(errors="replace")):
+        text = path.read_text(errors="replace")
+        guards = _guards(text)
+        for m in _KEY_ROW.finditer(text):
             name, typ, lo, hi, choices = m.groups()
             choice_t = tuple(choices.strip('"').split("|")) if choices != "NULL" else ()
             if "%s" in name:  # the core's per-collector keys
@@ -217,7 +244,8 @@ def config_keys(features: Iterable[Feature], agent_dir: Optional[Path] = None) -
                     keys[name.replace("%s", ev)] = ConfigKey(name.replace("%s", ev), typ, _int(lo), _int(hi),
                                                              choice_t, "core")
                 continue
-            keys[name] = ConfigKey(name, typ, _int(lo), _int(hi), choice_t, owner)
+            needs = guards[text.count("\n", 0, m.start())]
+            keys[name] = ConfigKey(name, typ, _int(lo), _int(hi), choice_t, owner, needs)
     return keys
 
 
@@ -380,10 +408,19 @@ def _detector_keys(profile: Profile, name: str) -> List[Any]:
     return ["detect"] if profile.get("detect") else ["detectors"]
 
 
-def runtime_config(profile: Profile, res: Resolution) -> Dict[str, Any]:
+def runtime_config(profile: Profile, res: Resolution, left_out: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """The runtime config keys the profile sets, checked against the key
-    tables of the features it resolved to."""
+    tables of the features it resolved to. `left_out`: build option that
+    the profile turns off -> why (its `build:` line)."""
     keys = config_keys(res.enabled())
+    left_out = left_out or {}
+
+    def refuse(name: str, where: List[Any], label: str) -> None:
+        needs = keys[name].needs if name in keys else None
+        if needs in left_out:
+            raise profile.error(where, f"{label}: {left_out[needs]}, which leaves {name} out of the agent "
+                                       f"({needs}=OFF): drop the setting or the build option")
+
     out: Dict[str, Any] = {}
     intervals = profile.get("settings", "intervals")
     if intervals:
@@ -391,6 +428,8 @@ def runtime_config(profile: Profile, res: Resolution) -> Dict[str, Any]:
             _minutes(intervals[k]) for k in ("high", "medium", "low"))
     mask = profile.get("settings", "privacy", "mask_remote_addresses")
     if mask is not None:
+        refuse("Agent_MaskRemoteAddresses", ["settings", "privacy", "mask_remote_addresses"],
+               "settings.privacy.mask_remote_addresses")
         out["Agent_MaskRemoteAddresses"] = bool(mask)
     if res.transport:
         out["Agent_Transport"] = res.transport
@@ -400,6 +439,7 @@ def runtime_config(profile: Profile, res: Resolution) -> Dict[str, Any]:
             raise ProfileError(profile.path, profile.key_line(*where),
                                f"settings.config: no key '{name}' in an agent built from this profile"
                                + suggest(name, keys))
+        refuse(name, where, f"settings.config.{name}")
         plain = json.loads(json.dumps(value))
         expected = check_value(keys[name], plain)
         if expected:
