@@ -1,4 +1,5 @@
 /* defender-iot-agent: command line. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +20,31 @@
 #define REFERENCE_OPT "R"
 #endif
 
+/* What this build left out besides features (agent/CMakeLists.txt), as
+ * --version says it: the options themselves, not the names of what they
+ * remove (a build without --replay holds no "--replay"). */
+static const char left_out[] = ""
+#ifdef AGENT_NO_CONFIG_REFERENCE
+	" -DAGENT_CONFIG_REFERENCE=OFF"
+#endif
+#ifdef AGENT_NO_REPLAY
+	" -DAGENT_REPLAY=OFF"
+#endif
+#ifdef AGENT_NO_RUN_AS_USER
+	" -DAGENT_RUN_AS_USER=OFF"
+#endif
+#ifdef AGENT_NO_MASK_ADDRESSES
+	" -DAGENT_MASK_ADDRESSES=OFF"
+#endif
+#ifdef AGENT_NO_LOCAL_SOCKET
+	" -DAGENT_LOCAL_SOCKET=OFF"
+#endif
+	;
+
 static void usage(FILE *out)
 {
-	fprintf(out,
+	/* fwrite: fprintf of a constant text becomes fputs, one import more */
+	static const char text[] =
 		"usage: defender-iot-agent [options]\n"
 		"  --config FILE        runtime configuration (JSON; default " DEFAULT_CONFIG " if present)\n"
 		"  --root DIR           read /proc, /sys, /etc and /var under DIR (recorded snapshots)\n"
@@ -35,7 +58,8 @@ static void usage(FILE *out)
 #ifndef AGENT_NO_CONFIG_REFERENCE
 		"  --config-reference   print every configuration key as a Markdown table\n"
 #endif
-		"  --version            print the version\n");
+		"  --version            print the version (and the capabilities left out of the build)\n";
+	fwrite(text, 1, sizeof(text) - 1, out);
 }
 
 int main(int argc, char **argv)
@@ -108,6 +132,8 @@ int main(int argc, char **argv)
 			break;
 		case 'V':
 			fprintf(stdout, "defender-iot-agent %s\n", AGENT_VERSION);
+			if (*left_out)
+				fprintf(stdout, "left out:%s\n", left_out);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -125,8 +151,15 @@ int main(int argc, char **argv)
 
 	char err[1024];
 	struct agent_config *cfg;
-	if (!config_path && access(DEFAULT_CONFIG, F_OK) == 0)
-		config_path = DEFAULT_CONFIG;
+	if (!config_path) {
+		/* whether it exists, as access(F_OK) would say: O_PATH needs no
+		 * read permission (and is one imported function less) */
+		int fd = open(DEFAULT_CONFIG, O_PATH | O_CLOEXEC);
+		if (fd >= 0) {
+			close(fd);
+			config_path = DEFAULT_CONFIG;
+		}
+	}
 	if (config_path) {
 		cfg = config_load_file(config_path, err, sizeof(err));
 		if (!cfg) {

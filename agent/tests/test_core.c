@@ -6,9 +6,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
+#include "core/agent.h"
 #include "core/cache.h"
 #include "core/config_internal.h"
 
@@ -216,6 +218,71 @@ static void config_accepts_twin_style_booleans_and_null(void **state)
 	config_free(cfg);
 }
 
+/* The hand-written UTC text is strftime's, byte for byte, over the years it
+ * covers (core.c: 1000-9999), and the epoch outside them. */
+static void utc_text_matches_gmtime_and_strftime(void **state)
+{
+	(void)state;
+	char got[21], want[21];
+	long long checked = 0;
+	for (long long t = -30610224000LL; t < 253402300800LL; t += 86400LL * 13 + 3607, checked++) {
+		time_t tt = (time_t)t;
+		if ((long long)tt != t)
+			continue; /* a 32-bit time_t */
+		struct tm tm;
+		gmtime_r(&tt, &tm);
+		assert_int_equal(strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm), 20);
+		agent_format_utc(tt, got);
+		assert_string_equal(got, want);
+	}
+	assert_true(checked > 100000);
+	/* every second of a leap day and the turn of a century */
+	for (time_t t = 951696000; t < 951696000 + 3 * 86400; t += 7) {
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		agent_format_utc(t, got);
+		assert_string_equal(got, want);
+	}
+	agent_format_utc((time_t)-1, got);
+	assert_string_equal(got, "1969-12-31T23:59:59Z");
+	if (sizeof(time_t) > 4) {
+		agent_format_utc((time_t)253402300800LL, got);
+		assert_string_equal(got, "1970-01-01T00:00:00Z");
+	}
+}
+
+/* Booleans and enum words match without regard to ASCII case, whole words
+ * only, and an enum value is stored as the declared word. */
+static void config_words_ignore_case_whole_words_only(void **state)
+{
+	(void)state;
+	char err[512];
+	struct agent_config *cfg = config_new();
+	static const struct {
+		const char *doc;
+		int rc;
+	} cases[] = {
+		{ "{\"Heartbeat_Disabled\":\"TRUE\",\"Heartbeat_MessageFrequency\":\"mEdIuM\"}", 0 },
+		{ "{\"Heartbeat_Disabled\":\"true \"}", -1 },
+		{ "{\"Heartbeat_Disabled\":\"tru\"}", -1 },
+		{ "{\"Heartbeat_Disabled\":\"\"}", -1 },
+		{ "{\"Heartbeat_MessageFrequency\":\"Hig\"}", -1 },
+		{ "{\"Heartbeat_MessageFrequency\":\"Highs\"}", -1 },
+		{ "{\"Heartbeat_MessageFrequency\":\"H@gh\"}", -1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cJSON *doc = cJSON_Parse(cases[i].doc);
+		assert_int_equal(config_merge(cfg, doc, err, sizeof(err), NULL), cases[i].rc);
+		if (cases[i].rc)
+			assert_non_null(strstr(err, "key 'Heartbeat_"));
+		cJSON_Delete(doc);
+	}
+	assert_true(config_bool(cfg, "Heartbeat_Disabled"));
+	assert_string_equal(config_string(cfg, "Heartbeat_MessageFrequency"), "Medium");
+	config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -226,6 +293,8 @@ int main(void)
 		cmocka_unit_test(json_write_matches_cjson),
 		cmocka_unit_test(config_rejects_bad_values_and_keeps_old),
 		cmocka_unit_test(config_accepts_twin_style_booleans_and_null),
+		cmocka_unit_test(utc_text_matches_gmtime_and_strftime),
+		cmocka_unit_test(config_words_ignore_case_whole_words_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/cache.h"
+#include "core/config.h"
 
 /* ---- the JSON writer ----
  * Hand-written rather than cJSON_PrintUnformatted for two reasons the
@@ -312,7 +313,7 @@ static struct cache_slot *lookup(struct entry_cache *c, const char *key)
 
 int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 {
-	if (!cJSON_IsObject(entry)) {
+	if (!agent_json_is(entry, cJSON_Object)) {
 		cJSON_Delete(entry); /* payload entries are objects */
 		return 0;
 	}
@@ -320,13 +321,13 @@ int cache_add(struct entry_cache *c, cJSON *entry, const char *key)
 	if (key) {
 		struct cache_slot *s = lookup(c, key);
 		if (s) {
-			s->hits += cJSON_IsNumber(hc) ? hc->valuedouble : 1;
+			s->hits += agent_json_is(hc, cJSON_Number) ? hc->valuedouble : 1;
 			cJSON_Delete(entry);
 			return 1;
 		}
 		if (!hc)
 			hc = cJSON_AddNumberToObject(entry, "HitCount", 1);
-		else if (!cJSON_IsNumber(hc))
+		else if (!agent_json_is(hc, cJSON_Number))
 			cJSON_ReplaceItemInObjectCaseSensitive(entry, "HitCount", hc = cJSON_CreateNumber(1));
 	}
 	/* Written to the stack first, so that the text takes exactly its size;

@@ -15,8 +15,10 @@ static const struct config_key core_keys[] = {
 	{ "CollectorsCore_PriorityIntervals", CFG_STRING, "30,120,1440", 0, 64, NULL,
 	  CONFIG_HELP("High,Medium,Low message intervals in minutes (decimals allowed: \"0.1\" is 6 s)"),
 	  check_intervals },
+#ifndef AGENT_NO_MASK_ADDRESSES
 	{ "Agent_MaskRemoteAddresses", CFG_BOOL, "false", 0, 0, NULL,
 	  CONFIG_HELP("privacy: replace remote IP addresses in events by a keyed hash"), NULL },
+#endif
 	{ "Agent_Transport", CFG_STRING, "", 0, 32, NULL,
 	  CONFIG_HELP("transport to use; empty: the first compiled in (iothub, local, mqtt)"), NULL },
 	{ "Agent_StateDirectory", CFG_STRING, "/var/lib/defender-iot", 0, 1024, NULL,
@@ -25,8 +27,10 @@ static const struct config_key core_keys[] = {
 	  CONFIG_HELP("agent id sent in every message; empty: derived from /etc/machine-id"), NULL },
 	{ "Agent_MaxMessageBytes", CFG_INT, "200000", 4096, 262144, NULL,
 	  CONFIG_HELP("split security messages larger than this (IoT Hub refuses over 256 KB)"), NULL },
+#ifndef AGENT_NO_RUN_AS_USER
 	{ "Agent_RunAsUser", CFG_STRING, "", 0, 32, NULL,
 	  CONFIG_HELP("when started as root, switch to this user keeping only the capabilities the collectors need"), NULL },
+#endif
 	{ "Agent_LogLevel", CFG_ENUM, "info", 0, 0, "debug|info|warning|error",
 	  CONFIG_HELP("least severe log level written to stderr"), NULL },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
@@ -34,7 +38,7 @@ static const struct config_key core_keys[] = {
 
 static const char *check_intervals(const cJSON *v)
 {
-	const char *s = cJSON_GetStringValue(v);
+	const char *s = agent_json_is(v, cJSON_String) ? v->valuestring : NULL;
 	int n = 0;
 	while (s && *s) {
 		char *end;
@@ -52,6 +56,30 @@ static const char *check_intervals(const cJSON *v)
 	return n == 3 ? NULL : "three positive numbers of minutes, e.g. \"30,120,1440\"";
 }
 
+/* Keys of core capabilities that this build left out (agent/CMakeLists.txt),
+ * as "Key\0OPTION\0" pairs: setting one is an error saying so. Empty, as in
+ * the default build, it costs nothing. */
+static const char left_out[] = ""
+#ifdef AGENT_NO_MASK_ADDRESSES
+	"Agent_MaskRemoteAddresses\0AGENT_MASK_ADDRESSES\0"
+#endif
+#ifdef AGENT_NO_RUN_AS_USER
+	"Agent_RunAsUser\0AGENT_RUN_AS_USER\0"
+#endif
+	;
+
+/* The build option that left key out, or NULL. */
+static const char *left_out_by(const char *key)
+{
+	for (const char *p = left_out; *p;) {
+		const char *option = p + strlen(p) + 1;
+		if (strcmp(p, key) == 0)
+			return option;
+		p = option + strlen(option) + 1;
+	}
+	return NULL;
+}
+
 static const struct config_key generated_templates[] = {
 	{ "%s_Disabled", CFG_BOOL, "false", 0, 0, NULL, CONFIG_HELP("turn the %s collector off"), NULL },
 	{ "%s_MessageFrequency", CFG_ENUM, NULL, 0, 0, "Low|Medium|High",
@@ -62,17 +90,28 @@ static const struct config_key generated_templates[] = {
 
 static const char priority_names[][7] = { "High", "Medium", "Low" };
 
-/* Size (docs/footprint.md): each libcjson or libc function the agent imports
- * costs ~85 bytes of linker tables, so the one-line type tests of cJSON.h's
- * documented type bits and a case-insensitive word match are done here. */
-static bool json_is(const cJSON *v, int types)
+/* Size (docs/footprint.md): each libc function the agent imports costs ~85
+ * bytes of linker tables, so strncasecmp (the agent never sets a locale:
+ * ASCII) is done here. */
+static int lower(unsigned char c)
 {
-	return v && (v->type & 0xFF & types);
+	return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+static bool same_word(const char *s, const char *word, size_t n)
+{
+	for (; n; n--, s++, word++) {
+		if (lower((unsigned char)*s) != lower((unsigned char)*word))
+			return false;
+		if (!*s)
+			break;
+	}
+	return true;
 }
 
 static bool is_word(const char *s, const char *word)
 {
-	return strncasecmp(s, word, strlen(word) + 1) == 0;
+	return same_word(s, word, strlen(word) + 1);
 }
 
 static void add_entry(struct agent_config *cfg, size_t *cap, const struct config_key *k,
@@ -225,10 +264,10 @@ static int split_list(struct config_entry *e, const cJSON *v, char *err, size_t 
 	char **items = calloc(cap, sizeof(char *));
 	if (!items)
 		abort();
-	if (cJSON_IsArray(v)) {
+	if (agent_json_is(v, cJSON_Array)) {
 		const cJSON *it;
 		cJSON_ArrayForEach(it, v) {
-			if (!cJSON_IsString(it)) {
+			if (!agent_json_is(it, cJSON_String)) {
 				snprintf(err, errsize, "key '%s': expected a list of strings", e->key.name);
 				for (size_t i = 0; i < n; i++)
 					free(items[i]);
@@ -253,7 +292,12 @@ static int split_list(struct config_entry *e, const cJSON *v, char *err, size_t 
 			if (len) {
 				if (n + 2 > cap)
 					items = realloc(items, (cap *= 2) * sizeof(char *));
-				items[n++] = strndup(s, len);
+				char *item = malloc(len + 1); /* strndup: one import less */
+				if (!item)
+					abort();
+				memcpy(item, s, len);
+				item[len] = 0;
+				items[n++] = item;
 			}
 			if (!comma)
 				break;
@@ -275,9 +319,9 @@ static int set_value(struct config_entry *e, const cJSON *v, char *err, size_t e
 
 	switch (k->type) {
 	case CFG_BOOL:
-		if (json_is(v, cJSON_True | cJSON_False))
-			norm = cJSON_CreateBool(json_is(v, cJSON_True));
-		else if (cJSON_IsString(v) && (is_word(v->valuestring, "true") || is_word(v->valuestring, "false")))
+		if (agent_json_is(v, cJSON_True | cJSON_False))
+			norm = cJSON_CreateBool(agent_json_is(v, cJSON_True));
+		else if (agent_json_is(v, cJSON_String) && (is_word(v->valuestring, "true") || is_word(v->valuestring, "false")))
 			norm = cJSON_CreateBool(is_word(v->valuestring, "true"));
 		else
 			why = "true or false";
@@ -285,10 +329,10 @@ static int set_value(struct config_entry *e, const cJSON *v, char *err, size_t e
 	case CFG_INT: {
 		double d = 0;
 		bool ok = false;
-		if (cJSON_IsNumber(v)) {
+		if (agent_json_is(v, cJSON_Number)) {
 			d = v->valuedouble;
 			ok = true;
-		} else if (cJSON_IsString(v) && *v->valuestring) {
+		} else if (agent_json_is(v, cJSON_String) && *v->valuestring) {
 			char *end;
 			errno = 0;
 			d = (double)strtol(v->valuestring, &end, 10);
@@ -303,7 +347,7 @@ static int set_value(struct config_entry *e, const cJSON *v, char *err, size_t e
 	}
 	case CFG_STRING: {
 		long max = k->max ? k->max : 4096;
-		if (!cJSON_IsString(v) || (long)strlen(v->valuestring) > max) {
+		if (!agent_json_is(v, cJSON_String) || (long)strlen(v->valuestring) > max) {
 			snprintf(err, errsize, "key '%s': expected a string of at most %ld bytes", k->name, max);
 			return -1;
 		}
@@ -311,16 +355,17 @@ static int set_value(struct config_entry *e, const cJSON *v, char *err, size_t e
 		break;
 	}
 	case CFG_ENUM: {
-		if (cJSON_IsString(v)) {
+		if (agent_json_is(v, cJSON_String)) {
 			const char *c = k->choices;
 			size_t len = strlen(v->valuestring);
 			while (c && *c) {
 				const char *bar = strchr(c, '|');
 				size_t clen = bar ? (size_t)(bar - c) : strlen(c);
-				if (clen == len && strncasecmp(c, v->valuestring, len) == 0) {
-					char *canon = strndup(c, clen);
+				if (clen == len && clen < 64 && same_word(c, v->valuestring, len)) {
+					char canon[64];
+					memcpy(canon, c, clen);
+					canon[clen] = 0;
 					norm = cJSON_CreateString(canon);
-					free(canon);
 					break;
 				}
 				c = bar ? bar + 1 : NULL;
@@ -333,7 +378,7 @@ static int set_value(struct config_entry *e, const cJSON *v, char *err, size_t e
 		break;
 	}
 	case CFG_LIST:
-		if (!cJSON_IsString(v) && !cJSON_IsArray(v))
+		if (!agent_json_is(v, cJSON_String) && !agent_json_is(v, cJSON_Array))
 			why = "a comma-separated string or a list of strings";
 		else
 			norm = cJSON_Duplicate(v, 1);
@@ -397,7 +442,7 @@ static size_t distance(const char *a, const char *b)
 
 int config_merge(struct agent_config *cfg, const cJSON *doc, char *err, size_t errsize, cJSON *invalid)
 {
-	if (!cJSON_IsObject(doc)) {
+	if (!agent_json_is(doc, cJSON_Object)) {
 		snprintf(err, errsize, "expected a JSON object of settings");
 		return -1;
 	}
@@ -406,11 +451,17 @@ int config_merge(struct agent_config *cfg, const cJSON *doc, char *err, size_t e
 	const cJSON *it;
 	err[0] = 0;
 	cJSON_ArrayForEach(it, doc) {
-		char msg[512];
+		char spare[512];
+		/* the first bad key's message goes straight into err */
+		char *msg = bad ? spare : err;
+		size_t msgsize = bad ? sizeof(spare) : errsize;
 		if (it->string[0] == '$')
 			continue; /* twin metadata: $version, $metadata */
 		struct config_entry *e = find(next, it->string);
-		if (!e) {
+		const char *option = e ? NULL : left_out_by(it->string);
+		if (option) {
+			snprintf(msg, msgsize, "key '%s': left out of this build (-D%s=OFF)", it->string, option);
+		} else if (!e) {
 			const char *best = NULL;
 			size_t bestd = 4;
 			for (size_t i = 0; i < next->count; i++) {
@@ -421,28 +472,26 @@ int config_merge(struct agent_config *cfg, const cJSON *doc, char *err, size_t e
 				}
 			}
 			if (best)
-				snprintf(msg, sizeof(msg), "unknown key '%s' (did you mean '%s'?)", it->string, best);
+				snprintf(msg, msgsize, "unknown key '%s' (did you mean '%s'?)", it->string, best);
 			else
-				snprintf(msg, sizeof(msg), "unknown key '%s' (not a setting of this build%s)", it->string,
+				snprintf(msg, msgsize, "unknown key '%s' (not a setting of this build%s)", it->string,
 #ifdef AGENT_NO_CONFIG_REFERENCE
 					 "");
 #else
 					 "; see --config-reference");
 #endif
-		} else if (json_is(it, cJSON_NULL)) {
+		} else if (agent_json_is(it, cJSON_NULL)) {
 			/* A twin patch removes a desired property with null: back to the default. */
 			struct agent_config *fresh = config_new();
 			struct config_entry *d = find(fresh, it->string);
 			entry_clear(e);
-			if (d->value && set_value(e, d->value, msg, sizeof(msg)) != 0)
+			if (d->value && set_value(e, d->value, msg, msgsize) != 0)
 				abort();
 			config_free(fresh);
 			continue;
-		} else if (set_value(e, it, msg, sizeof(msg)) == 0) {
+		} else if (set_value(e, it, msg, msgsize) == 0) {
 			continue;
 		}
-		if (!bad)
-			snprintf(err, errsize, "%s", msg);
 		bad++;
 		if (!invalid)
 			break;
@@ -550,7 +599,8 @@ static const struct config_entry *get(const struct agent_config *cfg, const char
 {
 	const struct config_entry *e = find(cfg, key);
 #ifndef NDEBUG
-	if (!e) {
+	/* a key the build left out reads as unset: false, 0, "" */
+	if (!e && !left_out_by(key)) {
 		fprintf(stderr, "defender-iot-agent: internal error: undeclared config key %s\n", key);
 		abort();
 	}
@@ -561,20 +611,19 @@ static const struct config_entry *get(const struct agent_config *cfg, const char
 bool config_bool(const struct agent_config *cfg, const char *key)
 {
 	const struct config_entry *e = get(cfg, key);
-	return e && json_is(e->value, cJSON_True);
+	return e && agent_json_is(e->value, cJSON_True);
 }
 
 long config_int(const struct agent_config *cfg, const char *key)
 {
 	const struct config_entry *e = get(cfg, key);
-	return e && cJSON_IsNumber(e->value) ? (long)e->value->valuedouble : 0;
+	return e && agent_json_is(e->value, cJSON_Number) ? (long)e->value->valuedouble : 0;
 }
 
 const char *config_string(const struct agent_config *cfg, const char *key)
 {
 	const struct config_entry *e = get(cfg, key);
-	const char *s = e ? cJSON_GetStringValue(e->value) : NULL;
-	return s ? s : "";
+	return e && agent_json_is(e->value, cJSON_String) ? e->value->valuestring : "";
 }
 
 size_t config_list(const struct agent_config *cfg, const char *key, const char *const **items)

@@ -45,6 +45,15 @@ struct config_key {
 
 struct agent_config;
 
+/* Whether v is one of the cJSON types in `types` (cJSON_String | ...), from
+ * the type bits cJSON.h documents. Size (docs/footprint.md): each cJSON_IsX
+ * the agent calls is one more imported function, ~85 bytes of linker tables. */
+static inline bool agent_json_is(const cJSON *v, int types)
+{
+	return v && (v->type & 0xFF & types);
+}
+
+
 /* Typed getters. A key that was not declared by a compiled-in feature is a
  * programming error and aborts in debug builds; in release it returns the zero
  * value. */

@@ -18,9 +18,11 @@
 
 #include "core/core.h"
 
-static const char *const priority_names[] = { "High", "Medium", "Low" };
-static const char *const category_names[] = { "Periodic", "Aggregated", "Triggered" };
-static const char *const level_names[] = { "debug", "info", "warning", "error" };
+/* Arrays of characters, not of pointers: a pointer in a position-independent
+ * binary costs 8 bytes and a 24-byte relocation (docs/footprint.md). */
+static const char priority_names[][7] = { "High", "Medium", "Low" };
+static const char category_names[][11] = { "Periodic", "Aggregated", "Triggered" };
+static const char level_names[][8] = { "debug", "info", "warning", "error" };
 
 /* ---- time ---- */
 
@@ -55,10 +57,26 @@ void agent_format_utc(time_t t, char out[21])
 		memcpy(out, last_text, 21);
 		return;
 	}
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	if (strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		strcpy(out, "1970-01-01T00:00:00Z");
+	/* Civil from days (H. Hinnant's algorithm) rather than gmtime_r and
+	 * strftime (with the fallback's strcpy, three imported functions: the
+	 * same size, and less of libc mapped): the same text for the years
+	 * 1000-9999. Outside them strftime wrote another width, and the clock
+	 * is never there: the agent writes the epoch. */
+	static const long long first = -30610224000LL, end = 253402300800LL; /* 1000-01-01, 10000-01-01 */
+	unsigned long long secs = (unsigned long long)((long long)t >= first && (long long)t < end ? t : 0) - first;
+	unsigned sod = (unsigned)(secs % 86400);
+	unsigned z = (unsigned)(secs / 86400) + 365183; /* days since 0000-03-01 */
+	unsigned era = z / 146097, doe = z % 146097;
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	unsigned v[6] = { yoe + era * 400 + (mp >= 10), mp < 10 ? mp + 3 : mp - 9, doy - (153 * mp + 2) / 5 + 1,
+			  sod / 3600, sod / 60 % 60, sod % 60 };
+	static const unsigned char last_digit[6] = { 3, 6, 9, 12, 15, 18 };
+	memcpy(out, "0000-00-00T00:00:00Z", 21);
+	for (int i = 0; i < 6; i++)
+		for (char *p = out + last_digit[i]; v[i]; v[i] /= 10)
+			*p-- = (char)('0' + v[i] % 10);
 	last = t;
 	memcpy(last_text, out, 21);
 }
@@ -127,9 +145,11 @@ void agent_count(struct agent_ctx *ctx, const char *what, const char *reason, lo
 	if (!w)
 		w = cJSON_AddObjectToObject(ctx->counters, what);
 	cJSON *r = cJSON_GetObjectItemCaseSensitive(w, reason);
-	if (r)
-		cJSON_SetNumberValue(r, r->valuedouble + (double)n);
-	else
+	if (r) {
+		/* what cJSON_SetNumberValue does, without importing it */
+		r->valuedouble += (double)n;
+		r->valueint = r->valuedouble >= 2147483647.0 ? 2147483647 : (int)r->valuedouble;
+	} else
 		cJSON_AddNumberToObject(w, reason, (double)n);
 }
 
@@ -150,6 +170,7 @@ const char *agent_state_dir(const struct agent_ctx *ctx)
 
 /* ---- privacy ---- */
 
+#ifndef AGENT_NO_MASK_ADDRESSES
 static void mask_address(const struct agent_ctx *ctx, const char *addr, char *out, size_t size)
 {
 	/* A keyed hash: the same address maps to the same token within one run,
@@ -169,29 +190,32 @@ static void mask_tree(const struct agent_ctx *ctx, cJSON *v)
 	cJSON_ArrayForEach(it, v) {
 		bool one = it->string && strcmp(it->string, "RemoteAddress") == 0;
 		bool many = it->string && strcmp(it->string, "RemoteAddresses") == 0;
-		if (one && cJSON_IsString(it) && *it->valuestring) {
+		if (one && agent_json_is(it, cJSON_String) && *it->valuestring) {
 			char out[32];
 			mask_address(ctx, it->valuestring, out, sizeof(out));
 			cJSON_SetValuestring(it, out);
-		} else if (many && cJSON_IsArray(it)) {
+		} else if (many && agent_json_is(it, cJSON_Array)) {
 			cJSON *a;
 			cJSON_ArrayForEach(a, it) {
-				if (cJSON_IsString(a)) {
+				if (agent_json_is(a, cJSON_String)) {
 					char out[32];
 					mask_address(ctx, a->valuestring, out, sizeof(out));
 					cJSON_SetValuestring(a, out);
 				}
 			}
-		} else if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
+		} else if (agent_json_is(it, cJSON_Object) || agent_json_is(it, cJSON_Array)) {
 			mask_tree(ctx, it);
 		}
 	}
 }
+#endif
 
 /* ---- reporting ---- */
 
 static void dispatch(struct agent_ctx *ctx, const char *event, const cJSON *entry)
 {
+	if (!agent_detectors[0])
+		return; /* a build without detectors: the code goes (link-time optimisation) */
 	const struct detector *saved = ctx->current_detector;
 	struct collector_slot *saved_c = ctx->current;
 	ctx->current = NULL;
@@ -219,8 +243,10 @@ void agent_report(struct agent_ctx *ctx, cJSON *entry, const char *key)
 	/* Masked now rather than when sent: the entry waits in the cache as
 	 * text. A configuration that changes the setting first sends what was
 	 * collected (agent_apply_desired, reload_config). */
+#ifndef AGENT_NO_MASK_ADDRESSES
 	if (ctx->mask_remote)
 		mask_tree(ctx, entry);
+#endif
 	size_t before = s->cache.dropped;
 	cache_add(&s->cache, entry, key);
 	if (s->cache.dropped != before) {
@@ -457,7 +483,7 @@ static void out_close(struct agent_ctx *ctx)
 {
 	if (!ctx->msg_open)
 		return;
-	fputs("]}\n", ctx->stdout_sink);
+	fwrite("]}\n", 1, 3, ctx->stdout_sink);
 	fflush(ctx->stdout_sink);
 	ctx->msg_open = false;
 	ctx->msg_used = 256;
@@ -471,14 +497,18 @@ static void out_close(struct agent_ctx *ctx)
 static void emit_events(struct agent_ctx *ctx, struct out_list *l, bool keep_open)
 {
 	long max = config_int(ctx->config, "Agent_MaxMessageBytes");
+#ifndef AGENT_NO_MASK_ADDRESSES
 	bool mask = config_bool(ctx->config, "Agent_MaskRemoteAddresses");
+#endif
 	bool stream = !ctx->transport && ctx->stdout_sink;
 	long used = stream ? ctx->msg_used : 256;
 	size_t first = 0; /* the transport's batch is l->v[first..i) */
 	for (size_t i = 0; i < l->n;) {
 		struct out_event *e = &l->v[i];
+#ifndef AGENT_NO_MASK_ADDRESSES
 		if (mask && !e->header)
 			mask_tree(ctx, e->ev); /* cached entries were masked when reported */
+#endif
 		struct json_out size = { 0 };
 		write_event(&size, e);
 		long len = size.failed ? -1 : (long)size.len;
@@ -497,7 +527,7 @@ static void emit_events(struct agent_ctx *ctx, struct out_list *l, bool keep_ope
 			}
 			agent_count(ctx, "messages", "dropped: entry too large", 1);
 			agent_warn(ctx, "dropping one %s entry of %ld bytes: larger than Agent_MaxMessageBytes",
-				   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e->ev, "Name")), len);
+				   cJSON_GetObjectItemCaseSensitive(e->ev, "Name")->valuestring, len);
 		}
 		if (len < 0 || len + 256 > max) {
 			cJSON_Delete(e->ev);
@@ -574,6 +604,8 @@ long long core_interval_ms(const struct agent_ctx *ctx, enum agent_priority p)
 static void take_alerts(struct agent_ctx *ctx, struct out_list *l)
 {
 	cJSON *a;
+	if (!agent_detectors[0])
+		return; /* only detectors raise alerts */
 	while ((a = cJSON_DetachItemFromArray(ctx->alerts, 0)) != NULL)
 		out_insert(l, l->n, (struct out_event){ .ev = a });
 }
@@ -625,7 +657,7 @@ void core_flush(struct agent_ctx *ctx, enum agent_priority prio)
 
 void core_flush_alerts(struct agent_ctx *ctx)
 {
-	if (cJSON_GetArraySize(ctx->alerts) == 0)
+	if (!agent_detectors[0] || !ctx->alerts->child)
 		return;
 	struct out_list l = { 0 };
 	take_alerts(ctx, &l);
@@ -720,7 +752,9 @@ void core_collect_all(struct agent_ctx *ctx, bool force_all)
 
 void core_reconfigure(struct agent_ctx *ctx)
 {
+#ifndef AGENT_NO_MASK_ADDRESSES
 	ctx->mask_remote = config_bool(ctx->config, "Agent_MaskRemoteAddresses");
+#endif
 	ctx->log_level = 1;
 	const char *lv = config_string(ctx->config, "Agent_LogLevel");
 	for (int i = 0; i < 4; i++)
@@ -843,8 +877,10 @@ int core_init(struct agent_ctx *ctx, struct agent_config *cfg, const char *root)
 	ctx->counters = cJSON_CreateObject();
 	ctx->alerts = cJSON_CreateArray();
 	ctx->incidents = cJSON_CreateArray();
+#ifndef AGENT_NO_MASK_ADDRESSES
 	if (getrandom(ctx->mask_key, sizeof(ctx->mask_key), 0) != (ssize_t)sizeof(ctx->mask_key))
 		memset(ctx->mask_key, 0x5a, sizeof(ctx->mask_key));
+#endif
 	snprintf(ctx->state_dir, sizeof(ctx->state_dir), "%s", config_string(cfg, "Agent_StateDirectory"));
 	derive_agent_id(ctx);
 
@@ -936,12 +972,14 @@ static void reload_config(struct agent_ctx *ctx)
 		agent_count(ctx, "config", "rejected reloads", 1);
 		return;
 	}
+#ifndef AGENT_NO_MASK_ADDRESSES
 	if (config_bool(next, "Agent_MaskRemoteAddresses") != ctx->mask_remote) {
 		/* As for a twin patch: what was collected under the old setting
 		 * goes out first (the cached entries are already masked or not). */
 		core_flush_alerts(ctx);
 		core_flush(ctx, PRIORITY_COUNT);
 	}
+#endif
 	config_free(ctx->config);
 	ctx->config = next;
 	core_reconfigure(ctx);
@@ -955,9 +993,12 @@ int core_run(struct agent_ctx *ctx)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	/* SIGPIPE blocked rather than ignored (signal(2): one import more): a
+	 * write to a closed reader then fails with EPIPE all the same, and
+	 * signalfd, asked for the three above, never reads it. */
+	sigaddset(&mask, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 	if (sfd < 0) {
 		agent_log(ctx, "error", "signalfd: %s", strerror(errno));
 		return 1;

@@ -80,7 +80,15 @@ void core_detectors_tick(struct agent_ctx *ctx);
 void core_reconfigure(struct agent_ctx *ctx);
 int core_run(struct agent_ctx *ctx);
 /* Switch to Agent_RunAsUser keeping the collectors' capabilities. */
+#ifdef AGENT_NO_RUN_AS_USER
+static inline int core_drop_privileges(struct agent_ctx *ctx)
+{
+	(void)ctx;
+	return 0; /* left out of the build, and Agent_RunAsUser with it */
+}
+#else
 int core_drop_privileges(struct agent_ctx *ctx);
+#endif
 int core_run_replay(struct agent_ctx *ctx, const char *dir, int step_seconds);
 
 /* Interval of a priority in milliseconds, from CollectorsCore_PriorityIntervals. */

@@ -11,12 +11,22 @@
 
 #include "core/agent.h"
 
+#ifdef AGENT_NO_LOCAL_SOCKET
+/* The key stays, so that setting it says why it cannot be. */
+static const char *no_socket(const cJSON *v)
+{
+	return *v->valuestring ? "\"\": this build left the socket output out (-DAGENT_LOCAL_SOCKET=OFF)" : NULL;
+}
+#else
+#define no_socket NULL
+#endif
+
 static const struct config_key keys[] = {
 	{ "Local_Path", CFG_STRING, "-", 0, 1024, NULL,
 	  CONFIG_HELP("file that receives one JSON security message per line; \"-\" is standard output"), NULL },
 	{ "Local_Socket", CFG_STRING, "", 0, 107, NULL,
 	  CONFIG_HELP("UNIX socket (datagram: one message per datagram; stream: one JSON line per message) that "
-		      "receives the messages instead of Local_Path; empty: none"), NULL },
+		      "receives the messages instead of Local_Path; empty: none"), no_socket },
 	{ NULL, 0, NULL, 0, 0, NULL, NULL, NULL },
 };
 
@@ -54,6 +64,7 @@ static void reopen(struct agent_ctx *ctx, struct local *l)
 		agent_warn(ctx, "%s: %s; messages go nowhere until Local_Path is fixed", path, strerror(errno));
 }
 
+#ifndef AGENT_NO_LOCAL_SOCKET
 /* Connect to the socket, datagram first, then stream. Called for each
  * message while the reader is away, so a restarted reader is found again. */
 static int sock_connect(struct agent_ctx *ctx, struct local *l)
@@ -99,6 +110,7 @@ static int sock_send(struct agent_ctx *ctx, struct local *l, const char *json, s
 	l->sock = -1;
 	return -1;
 }
+#endif
 
 static void *init(struct agent_ctx *ctx)
 {
@@ -116,8 +128,10 @@ static int publish(struct agent_ctx *ctx, void *state, const char *json, const c
 	struct local *l = state;
 	(void)id;
 	size_t len = strlen(json);
+#ifndef AGENT_NO_LOCAL_SOCKET
 	if (l->sock_path[0])
 		return sock_send(ctx, l, json, len);
+#endif
 	if (l->fd < 0)
 		return -1;
 	/* One write per message (O_APPEND) so concurrent readers see whole lines. */
