@@ -8,7 +8,11 @@ the example product profiles, measured with `defender-iot size`.
 
 The "4K pages" rows link with -z max-page-size=4096 -z noseparate-code
 (-DAGENT_MAX_PAGE_SIZE=4096); "trimmed" also sets -DAGENT_CONFIG_REFERENCE=OFF
--DAGENT_REPLAY=OFF. On the default aarch64 link (64 KiB max page
+-DAGENT_REPLAY=OFF; "minimal" also leaves out the core capabilities a
+product may not need: -DAGENT_RUN_AS_USER=OFF -DAGENT_MASK_ADDRESSES=OFF
+-DAGENT_LOCAL_SOCKET=OFF (docs/footprint.md); "stdout only" is the minimal
+build without the local transport: the core writes the messages to standard
+output, no Local_Path file. On the default aarch64 link (64 KiB max page
 size) the linker aligns the end of RELRO to 64 KiB, which leaves up to 64 KiB
 of zeros in the file but not in memory: each target is judged on both.
 Each build is MinSizeRel with the project's usual flags (-ffunction-sections,
@@ -41,7 +45,8 @@ from defender_iot.size import size_report  # noqa: E402
 
 ISSUE2_COLLECTORS = ("heartbeat", "system_information", "process", "network_activity", "listening_ports", "login")
 TARGETS_KB = {"issue 2 collectors": 100, "heartbeat only": 30, "issue 2, 4K pages": 100, "heartbeat, 4K pages": 30,
-              "heartbeat, trimmed": 30}
+              "heartbeat, trimmed": 30, "heartbeat, minimal": 30,
+              "heartbeat, stdout only": 30}
 
 
 def only(names) -> Dict[str, bool]:
@@ -85,6 +90,13 @@ def main() -> int:
         # what a product can leave out besides features: the help text and --replay
         measure("heartbeat, trimmed", args.arch, only(("heartbeat", "local")),
                 extra={**SMALL_PAGES, "AGENT_CONFIG_REFERENCE": "OFF", "AGENT_REPLAY": "OFF"}),
+        # and the core capabilities that are build options
+        measure("heartbeat, minimal", args.arch, only(("heartbeat", "local")),
+                extra={**SMALL_PAGES, "AGENT_CONFIG_REFERENCE": "OFF", "AGENT_REPLAY": "OFF",
+                       "AGENT_RUN_AS_USER": "OFF", "AGENT_MASK_ADDRESSES": "OFF", "AGENT_LOCAL_SOCKET": "OFF"}),
+        measure("heartbeat, stdout only", args.arch, only(("heartbeat",)),
+                extra={**SMALL_PAGES, "AGENT_CONFIG_REFERENCE": "OFF", "AGENT_REPLAY": "OFF",
+                       "AGENT_RUN_AS_USER": "OFF", "AGENT_MASK_ADDRESSES": "OFF"}),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("sensor", "camera", "gateway", "default"):
