@@ -448,7 +448,10 @@ static bool matches(const struct rule *r, const cJSON *entry)
 static struct slot *slot_for(struct custom *c, const struct rule *r, const char *group)
 {
 	char key[DLRU_KEY_MAX];
-	snprintf(key, sizeof(key), "%d\x1f%s", (int)(r - c->rules), group);
+	/* A group value longer than the key's room is cut (rules group by
+	 * addresses and user names, which fit); the precision says so to the
+	 * compiler too. */
+	snprintf(key, sizeof(key), "%d\x1f%.*s", (int)(r - c->rules), (int)sizeof(key) - 13, group);
 	return dlru_get(&c->slots, key, true, NULL);
 }
 

@@ -1,6 +1,10 @@
 /* The evaluators behind the baseline checks (see baseline_eval.h). Every read goes
  * through agent_open/agent_read_file, so the checks run the same on a device
  * and on a snapshot tree given with --root. */
+/* Needs libxcrypt's crypt(3), linked by the baseline collector. The guard
+ * keeps the shared archive buildable with a C library that has no crypt.h
+ * (glibc 2.39 and later, musl without libxcrypt) when baseline is off. */
+#if __has_include(<crypt.h>)
 #include <crypt.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -2137,3 +2141,4 @@ void bl_run_free(struct bl_run *run)
 	free_allow(run);
 	free(run);
 }
+#endif
