@@ -8,7 +8,7 @@
 # BR2_EXTERNAL tree. To build your working copy instead of this commit, put
 # in the output directory's local.mk:
 #   DEFENDER_IOT_MICRO_AGENT_OVERRIDE_SRCDIR = $(BR2_EXTERNAL_DEFENDER_IOT_PATH)/..
-DEFENDER_IOT_MICRO_AGENT_VERSION = 9f5a77c42ceeff7cf38f582975619b0de2db8f22
+DEFENDER_IOT_MICRO_AGENT_VERSION = 8c146d1d1d6ba14ca0605b0f739f498e603d18e1
 DEFENDER_IOT_MICRO_AGENT_SITE = https://github.com/meta-defender-iot/meta-defender-iot.git
 DEFENDER_IOT_MICRO_AGENT_SITE_METHOD = git
 DEFENDER_IOT_MICRO_AGENT_SUBDIR = agent

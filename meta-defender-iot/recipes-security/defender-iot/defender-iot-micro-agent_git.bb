@@ -17,7 +17,7 @@ SRC_URI = "git://github.com/meta-defender-iot/meta-defender-iot.git;protocol=htt
            file://profiles/${DEFENDER_IOT_PROFILE}.json \
            file://run-ptest \
            "
-SRCREV = "9f5a77c42ceeff7cf38f582975619b0de2db8f22"
+SRCREV = "8c146d1d1d6ba14ca0605b0f739f498e603d18e1"
 
 # The repository holds the layer and the agent; the agent is its agent/ directory.
 S = "${UNPACKDIR}/${BP}/agent"
