@@ -12,7 +12,9 @@ The "4K pages" rows link with -z max-page-size=4096 -z noseparate-code
 product may not need: -DAGENT_RUN_AS_USER=OFF -DAGENT_MASK_ADDRESSES=OFF
 -DAGENT_LOCAL_SOCKET=OFF (docs/footprint.md); "stdout only" is the minimal
 build without the local transport: the core writes the messages to standard
-output, no Local_Path file. On the default aarch64 link (64 KiB max page
+output, no Local_Path file. The "4K -<option>" rows turn one build option
+off in the "heartbeat, 4K pages" build; what each saves is printed below
+the table. On the default aarch64 link (64 KiB max page
 size) the linker aligns the end of RELRO to 64 KiB, which leaves up to 64 KiB
 of zeros in the file but not in memory: each target is judged on both.
 Each build is MinSizeRel with the project's usual flags (-ffunction-sections,
@@ -57,6 +59,9 @@ def only(names) -> Dict[str, bool]:
 # kernels), which pads the file, not the memory image. Products on 4 KiB pages
 # may link with this; the bench shows both.
 SMALL_PAGES = {"AGENT_MAX_PAGE_SIZE": "4096"}
+# the build options that leave something out (docs/footprint.md)
+OPTIONS_OFF = ("AGENT_LTO", "AGENT_CONFIG_REFERENCE", "AGENT_REPLAY", "AGENT_RUN_AS_USER", "AGENT_MASK_ADDRESSES",
+               "AGENT_LOCAL_SOCKET")
 
 
 def measure(label: str, arch: str, options=None, cache_file=None, extra=None) -> dict:
@@ -98,6 +103,14 @@ def main() -> int:
                 extra={**SMALL_PAGES, "AGENT_CONFIG_REFERENCE": "OFF", "AGENT_REPLAY": "OFF",
                        "AGENT_RUN_AS_USER": "OFF", "AGENT_MASK_ADDRESSES": "OFF"}),
     ]
+    # what each build option saves alone, from the heartbeat build with 4K pages
+    base = next(r for r in rows if r["build"] == "heartbeat, 4K pages")
+    savings = {}
+    for option in OPTIONS_OFF:
+        alone = measure(f"4K -{option[6:].lower()}"[:22], args.arch, only(("heartbeat", "local")),
+                        extra={**SMALL_PAGES, option: "OFF"})
+        savings[option] = base["in_memory"] - alone["in_memory"]
+        rows.append(alone)
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("sensor", "camera", "gateway", "default"):
             profile = load_profile(repo_root() / "profiles" / f"{name}.yml")
@@ -106,7 +119,7 @@ def main() -> int:
         rows.append(measure("every feature", args.arch, {f.option: True for f in load_features()}))
 
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"rows": rows, "saved_in_memory": savings}, indent=2))
         return 0
     print(f"command: .venv/bin/python bench/footprint.py --arch {args.arch}")
     print(f"{'build':<22} {'stripped file':>14} {'in memory':>10} {'flash':>8} {'static RAM':>10} {'-g delta':>8}  target")
@@ -124,6 +137,9 @@ def main() -> int:
                        f"in memory {'yes' if r['in_memory'] <= target * 1024 else 'NO'}")
         print(f"{r['build']:<22} {r['file'] / 1024:>10.1f} KiB {r['in_memory'] / 1024:>6.1f} KiB "
               f"{r['flash'] / 1024:>4.1f} KiB {r['ram'] / 1024:>6.1f} KiB {r['g_delta']:>+8}  {verdict}")
+    print()
+    print("each option OFF alone, from 'heartbeat, 4K pages', in memory: "
+          + ", ".join(f"-D{o}=OFF {-n:+,} B" for o, n in savings.items()))
     print()
     print("by component (KiB, from the -g build):")
     comps = sorted({c for r in rows for c in r["components"]}, key=lambda c: rows[-1]["components"].get(c, 0),
