@@ -203,7 +203,7 @@ def choose(profile: Profile, knobs: Optional[List[Knob]] = None) -> List[KnobCho
         expected = by_name[name].check(value)
         if expected:
             raise profile.error(["build", name], f"build.{name}: expected {expected}, got "
-                                                 f"{json.dumps(json.loads(json.dumps(value)))}")
+                                                 f"{json.dumps(value)}")
     out = []
     for k in knobs:
         if k.name in given:

@@ -53,7 +53,6 @@ static inline bool agent_json_is(const cJSON *v, int types)
 	return v && (v->type & 0xFF & types);
 }
 
-
 /* Typed getters. A key that was not declared by a compiled-in feature is a
  * programming error and aborts in debug builds; in release it returns the zero
  * value. */
