@@ -12,6 +12,11 @@ cmake -S agent -B build/ctest -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build/ctest --parallel "$jobs"
 ctest --test-dir build/ctest --output-on-failure
 
+echo "== every feature built as Yocto and Buildroot build it (Release, -O2, fortified, link-time optimisation), -Werror"
+# some warnings (-Wformat-truncation, -Wstringop-*) appear only when optimising
+cmake -S agent -B build/o2 -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG -D_FORTIFY_SOURCE=2 -fstack-protector-strong" -DBUILD_TESTING=OFF >/dev/null
+cmake --build build/o2 --parallel "$jobs"
+
 echo "== C unit tests under valgrind (no leak, no invalid access)"
 for t in build/ctest/tests/test_*; do
   [ -x "$t" ] && [ -f "$t" ] || continue
