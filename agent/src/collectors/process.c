@@ -17,6 +17,7 @@
 
 #include "core/agent.h"
 #include "lib/proc_pid.h"
+#include "lib/samples.h"
 #include "lib/text.h"
 
 #define CMDLINE_MAX 4096
@@ -52,6 +53,8 @@ struct state {
 	uint32_t nl_ack_err;
 	long clk_tck;
 	char *passwd;             /* /etc/passwd, re-read each pass */
+	unsigned long *inodes;    /* a sample's socket inodes, reused */
+	size_t ninodes_cap;
 };
 
 /* ---- reading one process ---- */
@@ -206,10 +209,10 @@ static void report(struct agent_ctx *ctx, struct state *st, const char *type, co
 /* ---- samples for detectors ---- */
 
 struct fd_scan {
-	cJSON *std_sockets; /* [[fd, inode], ...] for fds 0-2 */
-	cJSON *all_sockets;
-	cJSON *targets;
-	int ntargets;
+	struct process_sample *ps;
+	unsigned long *inodes;   /* AllSocketInodes, kept from one process to the next */
+	size_t cap;
+	char *targets[FD_TARGETS_MAX];
 };
 
 static bool is_device_of_interest(const char *t)
@@ -223,58 +226,95 @@ static bool is_device_of_interest(const char *t)
 static bool scan_fd(int fd, const char *target, void *arg)
 {
 	struct fd_scan *s = arg;
+	struct process_sample *ps = s->ps;
 	unsigned long ino = proc_socket_inode(target);
 	if (ino) {
-		cJSON_AddItemToArray(s->all_sockets, cJSON_CreateNumber((double)ino));
+		if (ps->ninodes == s->cap) {
+			size_t cap = s->cap ? 2 * s->cap : 64;
+			unsigned long *v = realloc(s->inodes, cap * sizeof(*v));
+			if (!v)
+				return true;
+			s->inodes = v;
+			s->cap = cap;
+		}
+		s->inodes[ps->ninodes++] = ino;
 		if (fd <= 2) {
-			cJSON *pair = cJSON_CreateArray();
-			cJSON_AddItemToArray(pair, cJSON_CreateNumber(fd));
-			cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)ino));
-			cJSON_AddItemToArray(s->std_sockets, pair);
+			ps->std[ps->nstd].fd = fd;
+			ps->std[ps->nstd++].inode = ino;
 		}
 		return true;
 	}
-	if (s->ntargets >= FD_TARGETS_MAX || !is_device_of_interest(target))
+	if (ps->ntargets >= FD_TARGETS_MAX || !is_device_of_interest(target))
 		return true;
 	char *clean = text_clean(target, strlen(target), 1024);
-	const cJSON *it;
-	bool seen = false;
-	cJSON_ArrayForEach(it, s->targets) {
-		if (strcmp(it->valuestring, clean) == 0) {
-			seen = true;
-			break;
+	for (size_t i = 0; i < ps->ntargets; i++) {
+		if (strcmp(s->targets[i], clean) == 0) {
+			free(clean);
+			return true;
 		}
 	}
-	if (!seen) {
-		cJSON_AddItemToArray(s->targets, cJSON_CreateString(clean));
-		s->ntargets++;
-	}
-	free(clean);
+	s->targets[ps->ntargets++] = clean;
 	return true;
+}
+
+/* The ProcessSample entry of docs/events.md, for detectors that read JSON. */
+static cJSON *sample_json(const void *sample)
+{
+	const struct process_sample *ps = sample;
+	cJSON *o = cJSON_CreateObject();
+	pj_num(o, "ProcessId", (double)ps->pid);
+	pj_num(o, "ParentProcessId", (double)ps->ppid);
+	pj_num(o, "Uid", (double)ps->uid);
+	pj_str(o, "Name", ps->name);
+	pj_str(o, "Executable", ps->exe);
+	pj_item(o, "ExecutableDeleted", cJSON_CreateBool(ps->deleted));
+	pj_str(o, "CommandLine", ps->cmdline);
+	pj_num(o, "CpuTicks", ps->cpu_ticks);
+	pj_num(o, "ClockTicks", ps->clock_ticks);
+	pj_num(o, "SampleTimeMs", (double)ps->sample_ms);
+	cJSON *std = cJSON_CreateArray();
+	for (int i = 0; i < ps->nstd; i++) {
+		cJSON *pair = cJSON_CreateArray();
+		cJSON_AddItemToArray(pair, cJSON_CreateNumber(ps->std[i].fd));
+		cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)ps->std[i].inode));
+		cJSON_AddItemToArray(std, pair);
+	}
+	pj_item(o, "SocketInodes", std);
+	cJSON *targets = cJSON_CreateArray();
+	for (size_t i = 0; i < ps->ntargets; i++)
+		cJSON_AddItemToArray(targets, cJSON_CreateString(ps->targets[i]));
+	pj_item(o, "FdTargets", targets);
+	cJSON *all = cJSON_CreateArray();
+	for (size_t i = 0; i < ps->ninodes; i++)
+		cJSON_AddItemToArray(all, cJSON_CreateNumber((double)ps->inodes[i]));
+	pj_item(o, "AllSocketInodes", all);
+	return o;
 }
 
 static void observe(struct agent_ctx *ctx, struct state *st, int dfd, const struct proc_stat *ps,
 		    const struct proc_entry *e)
 {
-	struct fd_scan s = { cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray(), 0 };
+	struct process_sample smp = { 0 };
+	struct fd_scan s = { &smp, st->inodes, st->ninodes_cap, { NULL } };
 	proc_pid_fds(dfd, scan_fd, &s);
+	st->inodes = s.inodes;
+	st->ninodes_cap = s.cap;
 	char *name = text_clean(ps->comm, strlen(ps->comm), 64);
-	cJSON *o = cJSON_CreateObject();
-	pj_num(o, "ProcessId", e->pid);
-	pj_num(o, "ParentProcessId", e->ppid);
-	pj_num(o, "Uid", (double)e->uid);
-	pj_str(o, "Name", name);
-	pj_str(o, "Executable", e->exe);
-	pj_item(o, "ExecutableDeleted", cJSON_CreateBool(exe_deleted(e->exe)));
-	pj_str(o, "CommandLine", e->cmdline);
-	pj_num(o, "CpuTicks", (double)(ps->utime + ps->stime));
-	pj_num(o, "ClockTicks", (double)st->clk_tck);
-	pj_num(o, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
-	pj_item(o, "SocketInodes", s.std_sockets);
-	pj_item(o, "FdTargets", s.targets);
-	pj_item(o, "AllSocketInodes", s.all_sockets);
-	agent_observe(ctx, "ProcessSample", o);
-	cJSON_Delete(o);
+	smp.pid = e->pid;
+	smp.ppid = e->ppid;
+	smp.uid = (long)e->uid;
+	smp.name = name;
+	smp.exe = e->exe;
+	smp.deleted = exe_deleted(e->exe);
+	smp.cmdline = e->cmdline;
+	smp.cpu_ticks = (double)(ps->utime + ps->stime);
+	smp.clock_ticks = (double)st->clk_tck;
+	smp.sample_ms = agent_monotonic_ms(ctx);
+	smp.targets = (const char *const *)s.targets;
+	smp.inodes = s.inodes;
+	agent_observe_sample(ctx, "ProcessSample", &smp, sample_json);
+	for (size_t i = 0; i < smp.ntargets; i++)
+		free(s.targets[i]);
 	free(name);
 }
 
@@ -626,6 +666,7 @@ static void fini(void *state)
 	nl_close(st);
 	free_table(st->known, st->nknown);
 	free(st->passwd);
+	free(st->inodes);
 	free(st);
 }
 

@@ -103,7 +103,7 @@ static bool random_name(const char *name, const char *exe)
 	return strstr(base, name) == NULL && strncmp(name, base, strlen(base)) != 0;
 }
 
-static void on_sample(struct agent_ctx *ctx, void *state, const struct dproc_sample *s)
+static void on_sample(struct agent_ctx *ctx, void *state, const struct process_sample *s)
 {
 	struct bn *b = state;
 	long pid = s->pid;
@@ -112,11 +112,9 @@ static void on_sample(struct agent_ctx *ctx, void *state, const struct dproc_sam
 	/* Most processes show no sign: they get no entry (one made from a
 	 * socket sign is found and completed here). */
 	bool watchdog = false;
-	const cJSON *t;
-	cJSON_ArrayForEach(t, s->fd_targets) {
-		if (cJSON_IsString(t) && strncmp(t->valuestring, "/dev/watchdog", 13) == 0 && pid != 1)
+	for (size_t i = 0; i < s->ntargets; i++)
+		if (strncmp(s->targets[i], "/dev/watchdog", 13) == 0 && pid != 1)
 			watchdog = true;
-	}
 	struct proc *p = dproc_lookup(&b->t.procs, pid, false);
 	if (!p && !s->deleted && !watchdog && !dproc_exe_in_temp(s->exe) && !random_name(s->name, s->exe))
 		return;
@@ -265,6 +263,7 @@ const struct detector detector_botnet = {
 	.keys = keys,
 	.init = init,
 	.on_entry = dproc_table_on_entry,
+	.on_sample = dproc_table_on_sample,
 	.tick = dproc_table_tick,
 	.configure = configure,
 	.fini = dproc_table_free,

@@ -561,6 +561,16 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 	}
 }
 
+/* Logins only: taking samples here keeps the core from building their
+ * JSON form for on_entry. */
+static void on_sample(struct agent_ctx *ctx, void *state, const char *kind, const void *sample)
+{
+	(void)ctx;
+	(void)state;
+	(void)kind;
+	(void)sample;
+}
+
 /* End the incidents of the sources or users quiet for a window. */
 static void quiet(struct agent_ctx *ctx, const struct bf *b, struct dlru *m, bool user, time_t now)
 {
@@ -587,6 +597,7 @@ const struct detector detector_brute_force = {
 	.keys = keys,
 	.init = init,
 	.on_entry = on_entry,
+	.on_sample = on_sample,
 	.tick = tick,
 	.configure = configure,
 	.fini = fini,

@@ -69,7 +69,7 @@ static void configure(struct agent_ctx *ctx, void *state)
 	m->gen = m->gen + 1 ? m->gen + 1 : 1;
 }
 
-static void on_sample(struct agent_ctx *ctx, void *state, const struct dproc_sample *s)
+static void on_sample(struct agent_ctx *ctx, void *state, const struct process_sample *s)
 {
 	struct cm *m = state;
 	if (s->pid <= 0)
@@ -195,6 +195,7 @@ const struct detector detector_crypto_miner = {
 	.keys = keys,
 	.init = init,
 	.on_entry = dproc_table_on_entry,
+	.on_sample = dproc_table_on_sample,
 	.tick = dproc_table_tick,
 	.configure = configure,
 	.fini = dproc_table_free,
