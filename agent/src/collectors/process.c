@@ -299,11 +299,16 @@ static void observe(struct agent_ctx *ctx, struct state *st, int dfd, const stru
 	proc_pid_fds(dfd, scan_fd, &s);
 	st->inodes = s.inodes;
 	st->ninodes_cap = s.cap;
-	char *name = text_clean(ps->comm, strlen(ps->comm), 64);
+	/* comm is printable ASCII almost always: then it is its own clean
+	 * text, and needs no copy for each process of each poll */
+	bool plain = ps->comm[0] != 0;
+	for (const char *c = ps->comm; *c && plain; c++)
+		plain = *c > ' ' && *c < 0x7f;
+	char *name = plain ? NULL : text_clean(ps->comm, strlen(ps->comm), 64);
 	smp.pid = e->pid;
 	smp.ppid = e->ppid;
 	smp.uid = (long)e->uid;
-	smp.name = name;
+	smp.name = name ? name : ps->comm;
 	smp.exe = e->exe;
 	smp.deleted = exe_deleted(e->exe);
 	smp.cmdline = e->cmdline;

@@ -528,7 +528,10 @@ static void on_sockets(struct agent_ctx *ctx, struct sn *n, const struct socket_
 			c->lport = s.lport;
 			c->rport = s.rport;
 			c->pid = s.pid;
-			snprintf(c->raddr, sizeof(c->raddr), "%s", s.raddr);
+			/* not snprintf: once per connection per poll */
+			size_t len = strnlen(s.raddr, sizeof(c->raddr) - 1);
+			memcpy(c->raddr, s.raddr, len);
+			c->raddr[len] = 0;
 		}
 	}
 	n->have_baseline = true;
