@@ -213,7 +213,23 @@ struct fd_scan {
 	unsigned long *inodes;   /* AllSocketInodes, kept from one process to the next */
 	size_t cap;
 	char *targets[FD_TARGETS_MAX];
+	/* plain targets (/dev/null in nearly every process) are copied here
+	 * rather than each cleaned into a heap copy */
+	char pool[1024];
+	size_t used;
+	uint32_t heap;          /* targets[i] is malloc'd: bit i */
 };
+
+/* Printable ASCII without blanks: text that text_clean would return as it is. */
+static bool plain_text(const char *t)
+{
+	if (!*t)
+		return false;
+	for (; *t; t++)
+		if (*t <= ' ' || *t >= 0x7f)
+			return false;
+	return true;
+}
 
 static bool is_device_of_interest(const char *t)
 {
@@ -246,12 +262,24 @@ static bool scan_fd(int fd, const char *target, void *arg)
 	}
 	if (ps->ntargets >= FD_TARGETS_MAX || !is_device_of_interest(target))
 		return true;
-	char *clean = text_clean(target, strlen(target), 1024);
-	for (size_t i = 0; i < ps->ntargets; i++) {
-		if (strcmp(s->targets[i], clean) == 0) {
+	size_t len = strlen(target);
+	bool plain = len < 1024 && plain_text(target);
+	char *clean = plain ? (char *)target : text_clean(target, len, 1024);
+	bool seen = false;
+	for (size_t i = 0; i < ps->ntargets && !seen; i++)
+		seen = strcmp(s->targets[i], clean) == 0;
+	if (seen) {
+		if (!plain)
 			free(clean);
+		return true;
+	}
+	if (!plain || len >= sizeof(s->pool) - s->used) {
+		if (plain && !(clean = strdup(target)))
 			return true;
-		}
+		s->heap |= 1u << ps->ntargets;
+	} else {
+		clean = memcpy(s->pool + s->used, target, len + 1);
+		s->used += len + 1;
 	}
 	s->targets[ps->ntargets++] = clean;
 	return true;
@@ -295,7 +323,7 @@ static void observe(struct agent_ctx *ctx, struct state *st, int dfd, const stru
 		    const struct proc_entry *e)
 {
 	struct process_sample smp = { 0 };
-	struct fd_scan s = { &smp, st->inodes, st->ninodes_cap, { NULL } };
+	struct fd_scan s = { .ps = &smp, .inodes = st->inodes, .cap = st->ninodes_cap };
 	proc_pid_fds(dfd, scan_fd, &s);
 	st->inodes = s.inodes;
 	st->ninodes_cap = s.cap;
@@ -319,7 +347,8 @@ static void observe(struct agent_ctx *ctx, struct state *st, int dfd, const stru
 	smp.inodes = s.inodes;
 	agent_observe_sample(ctx, "ProcessSample", &smp, sample_json);
 	for (size_t i = 0; i < smp.ntargets; i++)
-		free(s.targets[i]);
+		if (s.heap & (1u << i))
+			free(s.targets[i]);
 	free(name);
 }
 
