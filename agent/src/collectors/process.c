@@ -41,6 +41,8 @@ struct proc_entry {
 	char *cmdline; /* cleaned text; owned */
 	char comm[64]; /* as in stat, to notice an exec between passes */
 	uid_t dir_uid; /* owner of /proc/PID (its euid): a change means setuid */
+	bool sampled;  /* a ProcessSample was made of it */
+	bool unchanged; /* uid, comm, exe, cmdline as in the previous pass's sample */
 };
 
 struct state {
@@ -134,8 +136,10 @@ static void read_details(int dfd, const struct proc_stat *ps, struct proc_entry 
 static void refresh_details(int dfd, const struct proc_stat *ps, struct proc_entry *k, struct proc_entry *e)
 {
 	struct stat ds;
+	e->unchanged = k->sampled;
 	if (fstat(dfd, &ds) != 0 || ds.st_uid != k->dir_uid) {
 		read_uid(dfd, e);
+		e->unchanged = false;
 	} else {
 		e->uid = k->uid;
 		e->dir_uid = k->dir_uid;
@@ -143,6 +147,7 @@ static void refresh_details(int dfd, const struct proc_stat *ps, struct proc_ent
 	e->exe = read_exe(dfd);
 	if (strcmp(ps->comm, k->comm) != 0 || strcmp(e->exe, k->exe) != 0) {
 		read_cmdline(dfd, ps, e);
+		e->unchanged = false;
 	} else {
 		e->cmdline = k->cmdline;
 		k->cmdline = NULL;
@@ -340,6 +345,7 @@ static void observe(struct agent_ctx *ctx, struct state *st, int dfd, const stru
 	smp.exe = e->exe;
 	smp.deleted = exe_deleted(e->exe);
 	smp.cmdline = e->cmdline;
+	smp.unchanged = e->unchanged;
 	smp.cpu_ticks = (double)(ps->utime + ps->stime);
 	smp.clock_ticks = (double)st->clk_tck;
 	smp.sample_ms = agent_monotonic_ms(ctx);
@@ -413,8 +419,10 @@ static int collect(struct agent_ctx *ctx, void *state)
 			read_details(dfd, &ps, e);
 		/* The samples (and the walk of every fd they need) are for
 		 * detectors only. */
-		if (observed)
+		if (observed) {
 			observe(ctx, st, dfd, &ps, e);
+			e->sampled = true;
+		}
 		close(dfd);
 	}
 	proc_scan_close(&scan);

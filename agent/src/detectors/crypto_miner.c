@@ -78,7 +78,7 @@ static void on_sample(struct agent_ctx *ctx, void *state, const struct process_s
 	if (!p)
 		return;
 	double ticks = s->cpu_ticks, hz = s->clock_ticks;
-	if (p->e.p.seen_ms && strcmp(s->exe, p->e.p.exe) != 0 && !p->e.alerted) {
+	if (p->e.p.seen_ms && !s->unchanged && strcmp(s->exe, p->e.p.exe) != 0 && !p->e.alerted) {
 		/* the pid was reused or the process exec'd: start over */
 		memset(p, 0, sizeof(*p));
 	}

@@ -22,6 +22,8 @@ bool dproc_fill(struct dproc_info *p, const struct process_sample *s)
 	p->pid = s->pid;
 	p->uid = s->uid;
 	p->deleted = s->deleted;
+	if (s->unchanged && p->seen_ms)
+		return false; /* filled from this process's previous sample */
 	bool changed = update(p->exe, sizeof(p->exe), s->exe);
 	if (*s->name)
 		changed |= update(p->name, sizeof(p->name), s->name);

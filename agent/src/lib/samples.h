@@ -12,6 +12,10 @@ struct process_sample {
 	long pid, ppid, uid;
 	const char *name, *exe, *cmdline;
 	bool deleted;
+	/* uid, name, executable and command line are those of this pid's
+	 * previous sample (same process, no exec): a detector that keeps them
+	 * need not compare them again */
+	bool unchanged;
 	double cpu_ticks, clock_ticks;
 	long long sample_ms;
 	struct { int fd; unsigned long inode; } std[3]; /* SocketInodes */
