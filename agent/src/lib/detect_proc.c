@@ -66,9 +66,7 @@ void *dproc_lookup(struct dlru *m, long pid, bool create)
 	while ((v /= 10) != 0);
 	if (pid < 0)
 		*--k = '-';
-	key[0] = 0;
-	memmove(key, k, strlen(k) + 1);
-	return create ? dlru_get(m, key, true, NULL) : dlru_peek(m, key);
+	return create ? dlru_get(m, k, true, NULL) : dlru_peek(m, k);
 }
 
 void dproc_end(struct agent_ctx *ctx, const char *name, long pid)
