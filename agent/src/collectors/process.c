@@ -240,7 +240,7 @@ static bool is_device_of_interest(const char *t)
 {
 	/* Character devices live under /dev; shared memory and message queues
 	 * are files there, not devices. */
-	return strncmp(t, "/dev/", 5) == 0 && strncmp(t, "/dev/shm/", 9) != 0 &&
+	return t[0] == '/' && strncmp(t, "/dev/", 5) == 0 && strncmp(t, "/dev/shm/", 9) != 0 &&
 	       strncmp(t, "/dev/mqueue/", 12) != 0;
 }
 
@@ -328,7 +328,12 @@ static void observe(struct agent_ctx *ctx, struct state *st, int dfd, const stru
 		    const struct proc_entry *e)
 {
 	struct process_sample smp = { 0 };
-	struct fd_scan s = { .ps = &smp, .inodes = st->inodes, .cap = st->ninodes_cap };
+	struct fd_scan s; /* not zeroed whole: its buffer is 1 KiB, per process */
+	s.ps = &smp;
+	s.inodes = st->inodes;
+	s.cap = st->ninodes_cap;
+	s.used = 0;
+	s.heap = 0;
 	proc_pid_fds(dfd, scan_fd, &s);
 	st->inodes = s.inodes;
 	st->ninodes_cap = s.cap;

@@ -294,7 +294,7 @@ int proc_pid_fds_at(int dfd, const char *path, bool (*cb)(int fd, const char *ta
 unsigned long proc_socket_inode(const char *target)
 {
 	/* by hand, not strtoul: every fd of every process on every poll */
-	if (strncmp(target, "socket:[", 8) != 0)
+	if (target[0] != 's' || strncmp(target, "socket:[", 8) != 0)
 		return 0;
 	const char *d = target + 8;
 	unsigned long v = 0;
