@@ -662,8 +662,8 @@ static void on_sample(struct agent_ctx *ctx, void *state, const char *kind, cons
 	if (!c->nrules)
 		return;
 	follow_clock(ctx, c);
-	bool sockets = strcmp(kind, "SocketSample") == 0;
-	bool process = strcmp(kind, "ProcessSample") == 0;
+	bool sockets = SAMPLE_IS_SOCKETS(kind);
+	bool process = SAMPLE_IS_PROCESS(kind);
 	const struct socket_sample *ss = sockets ? sample : NULL;
 	const struct process_sample *ps = process ? sample : NULL;
 	long long ms = ss ? ss->sample_ms : ps ? ps->sample_ms : 0;

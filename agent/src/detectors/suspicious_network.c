@@ -546,10 +546,10 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 
 static void on_sample(struct agent_ctx *ctx, void *state, const char *kind, const void *sample)
 {
-	if (strcmp(kind, "SocketSample") == 0)
-		on_sockets(ctx, state, sample);
-	else if (strcmp(kind, "ProcessSample") == 0)
+	if (SAMPLE_IS_PROCESS(kind))
 		on_process(ctx, state, sample);
+	else if (SAMPLE_IS_SOCKETS(kind))
+		on_sockets(ctx, state, sample);
 }
 
 /* End incidents whose listener, scanner or connection was not in the

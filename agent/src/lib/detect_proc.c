@@ -116,9 +116,9 @@ static void end_incident(struct agent_ctx *ctx, struct dproc_table *t, struct dp
 void dproc_table_on_sample(struct agent_ctx *ctx, void *state, const char *kind, const void *sample)
 {
 	struct dproc_table *t = state;
-	if (strcmp(kind, "ProcessSample") == 0) {
+	if (SAMPLE_IS_PROCESS(kind)) {
 		t->ops->sample(ctx, state, sample);
-	} else if (strcmp(kind, "SocketSample") == 0) {
+	} else if (SAMPLE_IS_SOCKETS(kind)) {
 		const struct socket_sample *ss = sample;
 		t->socket_ms = ss->sample_ms;
 		t->ops->sockets(ctx, state, ss->v, ss->n);

@@ -45,4 +45,10 @@ struct socket_sample {
 	long long sample_ms;
 };
 
+/* The kinds differ in their first letter: a detector's on_sample, called
+ * for every process of every poll, tells them apart by it. A new kind
+ * takes a first letter of its own. */
+#define SAMPLE_IS_PROCESS(kind) ((kind)[0] == 'P')
+#define SAMPLE_IS_SOCKETS(kind) ((kind)[0] == 'S')
+
 #endif
