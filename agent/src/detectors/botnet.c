@@ -74,8 +74,11 @@ static void configure(struct agent_ctx *ctx, void *state)
 	dlist_get(&b->watchdog_allow, c, "Botnet_WatchdogAllowlist");
 	b->fanout = config_int(c, "Botnet_FanOutThreshold");
 	b->nguarded = 0;
+	/* a byte of the bitmap at a time: the list is a few ports of 65536 */
 	for (long port = 0; port < 65536 && b->nguarded < 16; port++)
-		if (dnet_ports_has(&b->guarded, port))
+		if (!b->guarded.bits[port >> 3])
+			port |= 7;
+		else if (dnet_ports_has(&b->guarded, port))
 			b->guarded_list[b->nguarded++] = port;
 }
 
