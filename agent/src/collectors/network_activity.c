@@ -132,7 +132,7 @@ static bool local_address(const unsigned char *a, bool v6)
 static void observe(struct agent_ctx *ctx, const struct procnet_list *all, const struct procnet_owners *owners,
 		    long long now)
 {
-	struct dsock *v = calloc(all->len ? all->len : 1, sizeof(*v));
+	struct dsock *v = malloc((all->len ? all->len : 1) * sizeof(*v)); /* every field is set */
 	char (*text)[2][46] = malloc((all->len ? all->len : 1) * sizeof(*text));
 	if (v && text) {
 		for (size_t i = 0; i < all->len; i++) {

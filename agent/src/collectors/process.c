@@ -240,8 +240,8 @@ static bool is_device_of_interest(const char *t)
 {
 	/* Character devices live under /dev; shared memory and message queues
 	 * are files there, not devices. */
-	return t[0] == '/' && strncmp(t, "/dev/", 5) == 0 && strncmp(t, "/dev/shm/", 9) != 0 &&
-	       strncmp(t, "/dev/mqueue/", 12) != 0;
+	return t[0] == '/' && strncmp(t, "/dev/", 5) == 0 && (t[5] != 's' || strncmp(t + 5, "shm/", 4) != 0) &&
+	       (t[5] != 'm' || strncmp(t + 5, "mqueue/", 7) != 0);
 }
 
 static bool scan_fd(int fd, const char *target, void *arg)

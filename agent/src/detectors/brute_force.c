@@ -535,7 +535,7 @@ static void on_success(struct agent_ctx *ctx, struct bf *b, const cJSON *entry, 
 static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
 {
 	struct bf *b = state;
-	if (strcmp(event, "Login") != 0)
+	if (event[0] != 'L' || strcmp(event, "Login") != 0) /* every entry comes here */
 		return;
 	follow_clock(ctx, b);
 	time_t now = agent_now(ctx);

@@ -540,7 +540,7 @@ static void on_sockets(struct agent_ctx *ctx, struct sn *n, const struct socket_
 
 static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
 {
-	if (strcmp(event, "NetworkCounters") == 0)
+	if (event[0] == 'N' && strcmp(event, "NetworkCounters") == 0) /* every entry comes here */
 		on_counters(ctx, state, entry);
 }
 

@@ -128,7 +128,8 @@ void dproc_table_on_sample(struct agent_ctx *ctx, void *state, const char *kind,
 void dproc_table_on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
 {
 	struct dproc_table *t = state;
-	if (strcmp(event, "Process") == 0 && strcmp(dfield_str(entry, "EventType"), "Exit") == 0) {
+	/* every entry of every collector comes here: the first letter first */
+	if (event[0] == 'P' && strcmp(event, "Process") == 0 && strcmp(dfield_str(entry, "EventType"), "Exit") == 0) {
 		struct dproc_entry *e = dproc_lookup(&t->procs, (long)dfield_num(entry, "ProcessId", 0), false);
 		if (e)
 			end_incident(ctx, t, e);
