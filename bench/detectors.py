@@ -11,8 +11,8 @@ flood, and the same flood side by side with fail2ban.
    least of 7 alternating runs (the machine may be shared: the least is the
    run least disturbed). Also, when valgrind is installed, the user-space
    instructions of one run of each (callgrind), which no other load
-   changes; the kernel's share (reading /proc) is the same for both builds,
-   so this ratio is an upper bound of the overhead.
+   changes. They leave out the kernel's work, which is not the same for
+   both builds: the samples walk every process's file descriptors.
    The collectors build the per-poll samples (ProcessSample, SocketSample)
    only when a detector is compiled in, so a third build, every collector
    with brute_force alone (it reads no sample, but its presence makes
@@ -312,7 +312,7 @@ def main() -> int:
     print(f"  detector overhead: {c['overhead_percent']}% of the cycle's CPU (target <= 10%)")
     if "instructions_overhead_percent" in c:
         print(f"  detector overhead in user-space instructions: {c['instructions_overhead_percent']}% "
-              "(an upper bound: the kernel's /proc work is not counted)")
+              "(the kernel's /proc work is not counted)")
         print(f"    of which building the samples (collectors): {c['instructions_samples_percent']}%, "
               f"the detectors' own work: {c['instructions_detectors_percent']}%")
     print(f"\nLogin flood, replayed: {args.flood} failed logins from {args.sources} sources in 10 cycles of 30 s")

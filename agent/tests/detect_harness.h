@@ -15,6 +15,8 @@
 #include <cmocka.h>
 
 #include "core/core.h"
+#include "lib/detect_net.h"
+#include "lib/samples.h"
 
 static struct agent_ctx H;
 
@@ -48,6 +50,104 @@ static inline void h_config(const char *json)
 	cJSON_Delete(doc);
 }
 
+/* The samples collectors pass typed (lib/samples.h), made from their
+ * JSON form (docs/events.md) as tests write it. */
+static const cJSON *h_json; /* the sample being fed */
+
+static inline cJSON *h_to_json(const void *sample)
+{
+	(void)sample;
+	return cJSON_Duplicate(h_json, true);
+}
+
+static inline const char *h_field_str(const cJSON *o, const char *k)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsString(f) ? f->valuestring : "";
+}
+
+static inline double h_field_num(const cJSON *o, const char *k, double def)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(f) ? f->valuedouble : def;
+}
+
+static inline void h_observe_process(const cJSON *e)
+{
+	struct process_sample s = { 0 };
+	const char *targets[64];
+	unsigned long inodes[256];
+	s.pid = (long)h_field_num(e, "ProcessId", 0);
+	s.ppid = (long)h_field_num(e, "ParentProcessId", 0);
+	s.uid = (long)h_field_num(e, "Uid", -1);
+	s.name = h_field_str(e, "Name");
+	s.exe = h_field_str(e, "Executable");
+	s.cmdline = h_field_str(e, "CommandLine");
+	s.deleted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ExecutableDeleted")) ||
+		    strstr(s.exe, " (deleted)");
+	s.cpu_ticks = h_field_num(e, "CpuTicks", 0);
+	s.clock_ticks = h_field_num(e, "ClockTicks", 100);
+	s.sample_ms = (long long)h_field_num(e, "SampleTimeMs", -1);
+	const cJSON *it;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "SocketInodes")) {
+		assert_true(s.nstd < 3);
+		s.std[s.nstd].fd = cJSON_GetArrayItem(it, 0)->valueint;
+		s.std[s.nstd++].inode = (unsigned long)cJSON_GetArrayItem(it, 1)->valuedouble;
+	}
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "FdTargets")) {
+		assert_true(s.ntargets < 64);
+		targets[s.ntargets++] = it->valuestring;
+	}
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(e, "AllSocketInodes")) {
+		assert_true(s.ninodes < 256);
+		inodes[s.ninodes++] = (unsigned long)it->valuedouble;
+	}
+	s.targets = targets;
+	s.inodes = inodes;
+	agent_observe_sample(&H, "ProcessSample", &s, h_to_json);
+}
+
+static inline bool h_text_any(const char *text)
+{
+	struct dnet_addr a;
+	return !dnet_parse(text, &a) || dnet_is_any(&a);
+}
+
+static inline void h_observe_sockets(const cJSON *e)
+{
+	const cJSON *socks = cJSON_GetObjectItemCaseSensitive(e, "Sockets");
+	size_t n = (size_t)cJSON_GetArraySize(socks), i = 0;
+	struct dsock *v = calloc(n ? n : 1, sizeof(*v));
+	assert_non_null(v);
+	const cJSON *o;
+	cJSON_ArrayForEach(o, socks) {
+		struct dsock *d = &v[i++];
+		d->proto = h_field_str(o, "Protocol");
+		d->laddr = h_field_str(o, "LocalAddress");
+		d->raddr = h_field_str(o, "RemoteAddress");
+		d->state = h_field_str(o, "State");
+		d->lport = (long)h_field_num(o, "LocalPort", 0);
+		d->rport = (long)h_field_num(o, "RemotePort", 0);
+		d->pid = (long)h_field_num(o, "ProcessId", 0);
+		d->uid = (long)h_field_num(o, "Uid", -1);
+		d->inode = h_field_num(o, "Inode", 0);
+		d->tcp = strncmp(d->proto, "tcp", 3) == 0;
+		d->udp = strncmp(d->proto, "udp", 3) == 0;
+		d->raw = strncmp(d->proto, "raw", 3) == 0;
+		d->listening = d->tcp ? strcmp(d->state, "LISTEN") == 0 : d->udp && d->rport == 0 && h_text_any(d->raddr);
+		struct dnet_addr a;
+		bool local = !dnet_parse(d->raddr, &a) || dnet_is_loopback(&a) || dnet_is_any(&a);
+		d->remote = !d->raw && !d->listening && !local &&
+			    (!d->tcp || strcmp(d->state, "ESTABLISHED") == 0 || strcmp(d->state, "SYN_SENT") == 0 ||
+			     strcmp(d->state, "SYN_RECV") == 0 || strcmp(d->state, "CLOSE_WAIT") == 0);
+	}
+	struct socket_sample s = { v, n, (long long)h_field_num(e, "SampleTimeMs", -1) };
+	if (s.sample_ms < 0)
+		s.sample_ms = agent_monotonic_ms(&H);
+	agent_observe_sample(&H, "SocketSample", &s, h_to_json);
+	free(v);
+}
+
 /* Hand one entry (JSON text; "%s"-style arguments) to every detector. */
 static inline void h_feed(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline void h_feed(const char *event, const char *fmt, ...)
@@ -61,7 +161,14 @@ static inline void h_feed(const char *event, const char *fmt, ...)
 	if (!e)
 		fail_msg("bad test JSON: %.300s", buf);
 	free(buf);
-	agent_observe(&H, event, e);
+	h_json = e;
+	if (strcmp(event, "ProcessSample") == 0)
+		h_observe_process(e);
+	else if (strcmp(event, "SocketSample") == 0)
+		h_observe_sockets(e);
+	else
+		agent_observe(&H, event, e);
+	h_json = NULL;
 	cJSON_Delete(e);
 }
 

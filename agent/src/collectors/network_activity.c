@@ -9,6 +9,7 @@
 #include "core/agent.h"
 #include "lib/proc_pid.h"
 #include "lib/procnet.h"
+#include "lib/samples.h"
 
 static const struct config_key keys[] = {
 	{ "NetworkActivity_PollingInterval", CFG_INT, "10000", 1000, 3600000, NULL,
@@ -89,24 +90,81 @@ static void report(struct agent_ctx *ctx, const struct procnet_socket *s, int pi
 	agent_report(ctx, o, key);
 }
 
+/* The SocketSample entry of docs/events.md, for detectors that read JSON. */
+static cJSON *sample_json(const void *sample)
+{
+	const struct socket_sample *ss = sample;
+	cJSON *o = cJSON_CreateObject();
+	cJSON *socks = cJSON_CreateArray();
+	pj_item(o, "Sockets", socks);
+	for (size_t i = 0; i < ss->n; i++) {
+		const struct dsock *d = &ss->v[i];
+		cJSON *e = cJSON_CreateObject();
+		pj_const(e, "Protocol", d->proto);
+		pj_str(e, "LocalAddress", d->laddr);
+		pj_num(e, "LocalPort", (double)d->lport);
+		pj_str(e, "RemoteAddress", d->raddr);
+		pj_num(e, "RemotePort", (double)d->rport);
+		pj_const(e, "State", d->state);
+		pj_num(e, "Inode", d->inode);
+		pj_num(e, "Uid", (double)d->uid);
+		pj_num(e, "ProcessId", (double)d->pid);
+		cJSON_AddItemToArray(socks, e);
+	}
+	pj_num(o, "SampleTimeMs", (double)ss->sample_ms);
+	return o;
+}
+
+/* Loopback or unspecified, IPv4-mapped IPv6 as IPv4. */
+static bool local_address(const unsigned char *a, bool v6)
+{
+	static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
+	static const unsigned char zero[16], one[16] = { [15] = 1 };
+	if (v6 && memcmp(a, mapped, 12) == 0) {
+		a += 12;
+		v6 = false;
+	}
+	if (!v6)
+		return a[0] == 127 || memcmp(a, zero, 4) == 0;
+	return memcmp(a, one, 16) == 0 || memcmp(a, zero, 16) == 0;
+}
+
 static void observe(struct agent_ctx *ctx, const struct procnet_list *all, const struct procnet_owners *owners,
 		    long long now)
 {
-	cJSON *sample = cJSON_CreateObject();
-	cJSON *socks = cJSON_CreateArray();
-	pj_item(sample, "Sockets", socks);
-	for (size_t i = 0; i < all->len; i++) {
-		const struct procnet_socket *s = &all->v[i];
-		cJSON *o = cJSON_CreateObject();
-		procnet_add_fields(o, s, true);
-		pj_num(o, "Inode", (double)s->inode);
-		pj_num(o, "Uid", s->uid);
-		pj_num(o, "ProcessId", procnet_owner(owners, s->inode));
-		cJSON_AddItemToArray(socks, o);
+	struct dsock *v = malloc((all->len ? all->len : 1) * sizeof(*v)); /* every field is set */
+	char (*text)[2][46] = malloc((all->len ? all->len : 1) * sizeof(*text));
+	if (v && text) {
+		for (size_t i = 0; i < all->len; i++) {
+			const struct procnet_socket *s = &all->v[i];
+			struct dsock *d = &v[i];
+			enum procnet_table t = (enum procnet_table)s->table;
+			d->proto = procnet_protocol(t);
+			d->tcp = t == PROCNET_TCP || t == PROCNET_TCP6;
+			d->udp = t == PROCNET_UDP || t == PROCNET_UDP6;
+			d->raw = t == PROCNET_RAW || t == PROCNET_RAW6;
+			procnet_format_address(s, false, text[i][0]);
+			procnet_format_address(s, true, text[i][1]);
+			d->laddr = text[i][0];
+			d->raddr = text[i][1];
+			/* a raw socket's IP protocol is its RemotePort (docs/events.md) */
+			d->lport = d->raw ? 0 : s->lport;
+			d->rport = d->raw ? s->lport : s->rport;
+			d->state = procnet_state_name(s->state);
+			d->inode = (double)s->inode;
+			d->uid = s->uid;
+			d->pid = procnet_owner(owners, s->inode);
+			d->listening = procnet_is_listening(s);
+			d->remote = !d->raw && !d->listening &&
+				    (!d->tcp || s->state == PROCNET_ESTABLISHED || s->state == 2 /* SYN_SENT */ ||
+				     s->state == 3 /* SYN_RECV */ || s->state == 8 /* CLOSE_WAIT */) &&
+				    !local_address(s->raddr, t == PROCNET_TCP6 || t == PROCNET_UDP6 || t == PROCNET_RAW6);
+		}
+		struct socket_sample sample = { v, all->len, now };
+		agent_observe_sample(ctx, "SocketSample", &sample, sample_json);
 	}
-	pj_num(sample, "SampleTimeMs", (double)now);
-	agent_observe(ctx, "SocketSample", sample);
-	cJSON_Delete(sample);
+	free(text);
+	free(v);
 	observe_counters(ctx, now);
 }
 

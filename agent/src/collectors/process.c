@@ -17,6 +17,7 @@
 
 #include "core/agent.h"
 #include "lib/proc_pid.h"
+#include "lib/samples.h"
 #include "lib/text.h"
 
 #define CMDLINE_MAX 4096
@@ -40,6 +41,8 @@ struct proc_entry {
 	char *cmdline; /* cleaned text; owned */
 	char comm[64]; /* as in stat, to notice an exec between passes */
 	uid_t dir_uid; /* owner of /proc/PID (its euid): a change means setuid */
+	bool sampled;  /* a ProcessSample was made of it */
+	bool unchanged; /* uid, comm, exe, cmdline as in the previous pass's sample */
 };
 
 struct state {
@@ -52,6 +55,8 @@ struct state {
 	uint32_t nl_ack_err;
 	long clk_tck;
 	char *passwd;             /* /etc/passwd, re-read each pass */
+	unsigned long *inodes;    /* a sample's socket inodes, reused */
+	size_t ninodes_cap;
 };
 
 /* ---- reading one process ---- */
@@ -131,8 +136,10 @@ static void read_details(int dfd, const struct proc_stat *ps, struct proc_entry 
 static void refresh_details(int dfd, const struct proc_stat *ps, struct proc_entry *k, struct proc_entry *e)
 {
 	struct stat ds;
+	e->unchanged = k->sampled;
 	if (fstat(dfd, &ds) != 0 || ds.st_uid != k->dir_uid) {
 		read_uid(dfd, e);
+		e->unchanged = false;
 	} else {
 		e->uid = k->uid;
 		e->dir_uid = k->dir_uid;
@@ -140,6 +147,7 @@ static void refresh_details(int dfd, const struct proc_stat *ps, struct proc_ent
 	e->exe = read_exe(dfd);
 	if (strcmp(ps->comm, k->comm) != 0 || strcmp(e->exe, k->exe) != 0) {
 		read_cmdline(dfd, ps, e);
+		e->unchanged = false;
 	} else {
 		e->cmdline = k->cmdline;
 		k->cmdline = NULL;
@@ -206,75 +214,152 @@ static void report(struct agent_ctx *ctx, struct state *st, const char *type, co
 /* ---- samples for detectors ---- */
 
 struct fd_scan {
-	cJSON *std_sockets; /* [[fd, inode], ...] for fds 0-2 */
-	cJSON *all_sockets;
-	cJSON *targets;
-	int ntargets;
+	struct process_sample *ps;
+	unsigned long *inodes;   /* AllSocketInodes, kept from one process to the next */
+	size_t cap;
+	char *targets[FD_TARGETS_MAX];
+	/* plain targets (/dev/null in nearly every process) are copied here
+	 * rather than each cleaned into a heap copy */
+	char pool[1024];
+	size_t used;
+	uint32_t heap;          /* targets[i] is malloc'd: bit i */
 };
+
+/* Printable ASCII without blanks: text that text_clean would return as it is. */
+static bool plain_text(const char *t)
+{
+	if (!*t)
+		return false;
+	for (; *t; t++)
+		if (*t <= ' ' || *t >= 0x7f)
+			return false;
+	return true;
+}
 
 static bool is_device_of_interest(const char *t)
 {
 	/* Character devices live under /dev; shared memory and message queues
 	 * are files there, not devices. */
-	return strncmp(t, "/dev/", 5) == 0 && strncmp(t, "/dev/shm/", 9) != 0 &&
-	       strncmp(t, "/dev/mqueue/", 12) != 0;
+	return t[0] == '/' && strncmp(t, "/dev/", 5) == 0 && (t[5] != 's' || strncmp(t + 5, "shm/", 4) != 0) &&
+	       (t[5] != 'm' || strncmp(t + 5, "mqueue/", 7) != 0);
 }
 
 static bool scan_fd(int fd, const char *target, void *arg)
 {
 	struct fd_scan *s = arg;
+	struct process_sample *ps = s->ps;
 	unsigned long ino = proc_socket_inode(target);
 	if (ino) {
-		cJSON_AddItemToArray(s->all_sockets, cJSON_CreateNumber((double)ino));
+		if (ps->ninodes == s->cap) {
+			size_t cap = s->cap ? 2 * s->cap : 64;
+			unsigned long *v = realloc(s->inodes, cap * sizeof(*v));
+			if (!v)
+				return true;
+			s->inodes = v;
+			s->cap = cap;
+		}
+		s->inodes[ps->ninodes++] = ino;
 		if (fd <= 2) {
-			cJSON *pair = cJSON_CreateArray();
-			cJSON_AddItemToArray(pair, cJSON_CreateNumber(fd));
-			cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)ino));
-			cJSON_AddItemToArray(s->std_sockets, pair);
+			ps->std[ps->nstd].fd = fd;
+			ps->std[ps->nstd++].inode = ino;
 		}
 		return true;
 	}
-	if (s->ntargets >= FD_TARGETS_MAX || !is_device_of_interest(target))
+	if (ps->ntargets >= FD_TARGETS_MAX || !is_device_of_interest(target))
 		return true;
-	char *clean = text_clean(target, strlen(target), 1024);
-	const cJSON *it;
+	size_t len = strlen(target);
+	bool plain = len < 1024 && plain_text(target);
+	char *clean = plain ? (char *)target : text_clean(target, len, 1024);
 	bool seen = false;
-	cJSON_ArrayForEach(it, s->targets) {
-		if (strcmp(it->valuestring, clean) == 0) {
-			seen = true;
-			break;
-		}
+	for (size_t i = 0; i < ps->ntargets && !seen; i++)
+		seen = strcmp(s->targets[i], clean) == 0;
+	if (seen) {
+		if (!plain)
+			free(clean);
+		return true;
 	}
-	if (!seen) {
-		cJSON_AddItemToArray(s->targets, cJSON_CreateString(clean));
-		s->ntargets++;
+	if (!plain || len >= sizeof(s->pool) - s->used) {
+		if (plain && !(clean = strdup(target)))
+			return true;
+		s->heap |= 1u << ps->ntargets;
+	} else {
+		clean = memcpy(s->pool + s->used, target, len + 1);
+		s->used += len + 1;
 	}
-	free(clean);
+	s->targets[ps->ntargets++] = clean;
 	return true;
+}
+
+/* The ProcessSample entry of docs/events.md, for detectors that read JSON. */
+static cJSON *sample_json(const void *sample)
+{
+	const struct process_sample *ps = sample;
+	cJSON *o = cJSON_CreateObject();
+	pj_num(o, "ProcessId", (double)ps->pid);
+	pj_num(o, "ParentProcessId", (double)ps->ppid);
+	pj_num(o, "Uid", (double)ps->uid);
+	pj_str(o, "Name", ps->name);
+	pj_str(o, "Executable", ps->exe);
+	pj_item(o, "ExecutableDeleted", cJSON_CreateBool(ps->deleted));
+	pj_str(o, "CommandLine", ps->cmdline);
+	pj_num(o, "CpuTicks", ps->cpu_ticks);
+	pj_num(o, "ClockTicks", ps->clock_ticks);
+	pj_num(o, "SampleTimeMs", (double)ps->sample_ms);
+	cJSON *std = cJSON_CreateArray();
+	for (int i = 0; i < ps->nstd; i++) {
+		cJSON *pair = cJSON_CreateArray();
+		cJSON_AddItemToArray(pair, cJSON_CreateNumber(ps->std[i].fd));
+		cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)ps->std[i].inode));
+		cJSON_AddItemToArray(std, pair);
+	}
+	pj_item(o, "SocketInodes", std);
+	cJSON *targets = cJSON_CreateArray();
+	for (size_t i = 0; i < ps->ntargets; i++)
+		cJSON_AddItemToArray(targets, cJSON_CreateString(ps->targets[i]));
+	pj_item(o, "FdTargets", targets);
+	cJSON *all = cJSON_CreateArray();
+	for (size_t i = 0; i < ps->ninodes; i++)
+		cJSON_AddItemToArray(all, cJSON_CreateNumber((double)ps->inodes[i]));
+	pj_item(o, "AllSocketInodes", all);
+	return o;
 }
 
 static void observe(struct agent_ctx *ctx, struct state *st, int dfd, const struct proc_stat *ps,
 		    const struct proc_entry *e)
 {
-	struct fd_scan s = { cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray(), 0 };
+	struct process_sample smp = { 0 };
+	struct fd_scan s; /* not zeroed whole: its buffer is 1 KiB, per process */
+	s.ps = &smp;
+	s.inodes = st->inodes;
+	s.cap = st->ninodes_cap;
+	s.used = 0;
+	s.heap = 0;
 	proc_pid_fds(dfd, scan_fd, &s);
-	char *name = text_clean(ps->comm, strlen(ps->comm), 64);
-	cJSON *o = cJSON_CreateObject();
-	pj_num(o, "ProcessId", e->pid);
-	pj_num(o, "ParentProcessId", e->ppid);
-	pj_num(o, "Uid", (double)e->uid);
-	pj_str(o, "Name", name);
-	pj_str(o, "Executable", e->exe);
-	pj_item(o, "ExecutableDeleted", cJSON_CreateBool(exe_deleted(e->exe)));
-	pj_str(o, "CommandLine", e->cmdline);
-	pj_num(o, "CpuTicks", (double)(ps->utime + ps->stime));
-	pj_num(o, "ClockTicks", (double)st->clk_tck);
-	pj_num(o, "SampleTimeMs", (double)agent_monotonic_ms(ctx));
-	pj_item(o, "SocketInodes", s.std_sockets);
-	pj_item(o, "FdTargets", s.targets);
-	pj_item(o, "AllSocketInodes", s.all_sockets);
-	agent_observe(ctx, "ProcessSample", o);
-	cJSON_Delete(o);
+	st->inodes = s.inodes;
+	st->ninodes_cap = s.cap;
+	/* comm is printable ASCII almost always: then it is its own clean
+	 * text, and needs no copy for each process of each poll */
+	bool plain = ps->comm[0] != 0;
+	for (const char *c = ps->comm; *c && plain; c++)
+		plain = *c > ' ' && *c < 0x7f;
+	char *name = plain ? NULL : text_clean(ps->comm, strlen(ps->comm), 64);
+	smp.pid = e->pid;
+	smp.ppid = e->ppid;
+	smp.uid = (long)e->uid;
+	smp.name = name ? name : ps->comm;
+	smp.exe = e->exe;
+	smp.deleted = exe_deleted(e->exe);
+	smp.cmdline = e->cmdline;
+	smp.unchanged = e->unchanged;
+	smp.cpu_ticks = (double)(ps->utime + ps->stime);
+	smp.clock_ticks = (double)st->clk_tck;
+	smp.sample_ms = agent_monotonic_ms(ctx);
+	smp.targets = (const char *const *)s.targets;
+	smp.inodes = s.inodes;
+	agent_observe_sample(ctx, "ProcessSample", &smp, sample_json);
+	for (size_t i = 0; i < smp.ntargets; i++)
+		if (s.heap & (1u << i))
+			free(s.targets[i]);
 	free(name);
 }
 
@@ -339,8 +424,10 @@ static int collect(struct agent_ctx *ctx, void *state)
 			read_details(dfd, &ps, e);
 		/* The samples (and the walk of every fd they need) are for
 		 * detectors only. */
-		if (observed)
+		if (observed) {
 			observe(ctx, st, dfd, &ps, e);
+			e->sampled = true;
+		}
 		close(dfd);
 	}
 	proc_scan_close(&scan);
@@ -626,6 +713,7 @@ static void fini(void *state)
 	nl_close(st);
 	free_table(st->known, st->nknown);
 	free(st->passwd);
+	free(st->inodes);
 	free(st);
 }
 

@@ -55,8 +55,18 @@ void agent_report(struct agent_ctx *ctx, cJSON *entry, const char *key);
 /* An entry for detectors only (per-poll samples such as CPU time or socket
  * tables); it never appears in a message. Ownership stays with the caller. */
 void agent_observe(struct agent_ctx *ctx, const char *kind, const cJSON *entry);
+/* The same for a typed sample (a struct of lib/samples.h, valid during the
+ * call): detectors with on_sample take the struct; for those with only
+ * on_entry the core builds the JSON entry with to_json, once per sample and
+ * only when one of them is there. Parsing back JSON built for detectors
+ * would cost more than the collection itself. */
+void agent_observe_sample(struct agent_ctx *ctx, const char *kind, const void *sample,
+			  cJSON *(*to_json)(const void *sample));
+/* Within on_sample: the sample as JSON, built at the first call (a rule
+ * over its fields asks); owned by the core. */
+const cJSON *agent_sample_json(struct agent_ctx *ctx);
 /* Whether anything reads what agent_observe() passes (a detector with
- * on_entry): a collector skips building samples nobody reads. */
+ * on_entry or on_sample): a collector skips building samples nobody reads. */
 bool agent_observed(const struct agent_ctx *ctx);
 
 /* ---- alerts (detectors) -----------------------------------------------

@@ -212,7 +212,8 @@ static void mask_tree(const struct agent_ctx *ctx, cJSON *v)
 
 /* ---- reporting ---- */
 
-static void dispatch(struct agent_ctx *ctx, const char *event, const cJSON *entry)
+/* sample: a typed sample, for detectors with on_sample (entry is NULL then). */
+static void dispatch(struct agent_ctx *ctx, const char *event, const cJSON *entry, const void *sample)
 {
 	if (!agent_detectors[0])
 		return; /* a build without detectors: the code goes (link-time optimisation) */
@@ -221,10 +222,11 @@ static void dispatch(struct agent_ctx *ctx, const char *event, const cJSON *entr
 	ctx->current = NULL;
 	for (size_t i = 0; i < ctx->ndetectors; i++) {
 		struct detector_slot *d = &ctx->detectors[i];
-		if (!d->d->on_entry)
-			continue;
 		ctx->current_detector = d->d;
-		d->d->on_entry(ctx, d->state, event, entry);
+		if (sample && d->d->on_sample)
+			d->d->on_sample(ctx, d->state, event, sample);
+		else if (d->d->on_entry && (entry || (entry = agent_sample_json(ctx))))
+			d->d->on_entry(ctx, d->state, event, entry);
 	}
 	ctx->current_detector = saved;
 	ctx->current = saved_c;
@@ -237,7 +239,7 @@ void agent_report(struct agent_ctx *ctx, cJSON *entry, const char *key)
 		cJSON_Delete(entry);
 		return;
 	}
-	dispatch(ctx, s->c->event_name, entry);
+	dispatch(ctx, s->c->event_name, entry, NULL);
 	if (s->c->category != CATEGORY_AGGREGATED)
 		key = NULL;
 	/* Masked now rather than when sent: the entry waits in the cache as
@@ -260,13 +262,33 @@ void agent_report(struct agent_ctx *ctx, cJSON *entry, const char *key)
 void agent_observe(struct agent_ctx *ctx, const char *kind, const cJSON *entry)
 {
 	if (entry)
-		dispatch(ctx, kind, entry);
+		dispatch(ctx, kind, entry, NULL);
+}
+
+void agent_observe_sample(struct agent_ctx *ctx, const char *kind, const void *sample,
+			  cJSON *(*to_json)(const void *sample))
+{
+	if (!sample)
+		return;
+	ctx->sample = sample;
+	ctx->sample_to_json = to_json;
+	dispatch(ctx, kind, NULL, sample);
+	cJSON_Delete(ctx->sample_json);
+	ctx->sample_json = NULL;
+	ctx->sample = NULL;
+}
+
+const cJSON *agent_sample_json(struct agent_ctx *ctx)
+{
+	if (!ctx->sample_json && ctx->sample)
+		ctx->sample_json = ctx->sample_to_json(ctx->sample);
+	return ctx->sample_json;
 }
 
 bool agent_observed(const struct agent_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->ndetectors; i++)
-		if (ctx->detectors[i].d->on_entry)
+		if (ctx->detectors[i].d->on_entry || ctx->detectors[i].d->on_sample)
 			return true;
 	return false;
 }

@@ -39,6 +39,10 @@ struct agent_ctx {
 
 	struct collector_slot *current;  /* whose collect() is running */
 	const struct detector *current_detector;
+	/* the typed sample being dispatched, and its JSON once built */
+	const void *sample;
+	cJSON *(*sample_to_json)(const void *sample);
+	cJSON *sample_json;
 	int in_transport;                /* depth of calls into the transport, for log lines */
 
 	cJSON *alerts;                   /* alert events waiting to go out */

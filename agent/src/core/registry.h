@@ -63,6 +63,8 @@ struct detector {
 	/* Every entry any collector reports or observes, as it is produced.
 	 * `event` is the collector's event_name, `entry` one payload object. */
 	void (*on_entry)(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry);
+	/* A typed sample (agent_observe_sample), instead of on_entry for it. */
+	void (*on_sample)(struct agent_ctx *ctx, void *state, const char *kind, const void *sample);
 	/* After each collection pass: expire windows, end incidents. */
 	void (*tick)(struct agent_ctx *ctx, void *state);
 	void (*configure)(struct agent_ctx *ctx, void *state);

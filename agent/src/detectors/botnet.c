@@ -74,8 +74,11 @@ static void configure(struct agent_ctx *ctx, void *state)
 	dlist_get(&b->watchdog_allow, c, "Botnet_WatchdogAllowlist");
 	b->fanout = config_int(c, "Botnet_FanOutThreshold");
 	b->nguarded = 0;
+	/* a byte of the bitmap at a time: the list is a few ports of 65536 */
 	for (long port = 0; port < 65536 && b->nguarded < 16; port++)
-		if (dnet_ports_has(&b->guarded, port))
+		if (!b->guarded.bits[port >> 3])
+			port |= 7;
+		else if (dnet_ports_has(&b->guarded, port))
 			b->guarded_list[b->nguarded++] = port;
 }
 
@@ -103,7 +106,7 @@ static bool random_name(const char *name, const char *exe)
 	return strstr(base, name) == NULL && strncmp(name, base, strlen(base)) != 0;
 }
 
-static void on_sample(struct agent_ctx *ctx, void *state, const struct dproc_sample *s)
+static void on_sample(struct agent_ctx *ctx, void *state, const struct process_sample *s)
 {
 	struct bn *b = state;
 	long pid = s->pid;
@@ -112,11 +115,9 @@ static void on_sample(struct agent_ctx *ctx, void *state, const struct dproc_sam
 	/* Most processes show no sign: they get no entry (one made from a
 	 * socket sign is found and completed here). */
 	bool watchdog = false;
-	const cJSON *t;
-	cJSON_ArrayForEach(t, s->fd_targets) {
-		if (cJSON_IsString(t) && strncmp(t->valuestring, "/dev/watchdog", 13) == 0 && pid != 1)
+	for (size_t i = 0; i < s->ntargets; i++)
+		if (strncmp(s->targets[i], "/dev/watchdog", 13) == 0 && pid != 1)
 			watchdog = true;
-	}
 	struct proc *p = dproc_lookup(&b->t.procs, pid, false);
 	if (!p && !s->deleted && !watchdog && !dproc_exe_in_temp(s->exe) && !random_name(s->name, s->exe))
 		return;
@@ -265,6 +266,7 @@ const struct detector detector_botnet = {
 	.keys = keys,
 	.init = init,
 	.on_entry = dproc_table_on_entry,
+	.on_sample = dproc_table_on_sample,
 	.tick = dproc_table_tick,
 	.configure = configure,
 	.fini = dproc_table_free,

@@ -69,7 +69,7 @@ static void configure(struct agent_ctx *ctx, void *state)
 	m->gen = m->gen + 1 ? m->gen + 1 : 1;
 }
 
-static void on_sample(struct agent_ctx *ctx, void *state, const struct dproc_sample *s)
+static void on_sample(struct agent_ctx *ctx, void *state, const struct process_sample *s)
 {
 	struct cm *m = state;
 	if (s->pid <= 0)
@@ -78,7 +78,7 @@ static void on_sample(struct agent_ctx *ctx, void *state, const struct dproc_sam
 	if (!p)
 		return;
 	double ticks = s->cpu_ticks, hz = s->clock_ticks;
-	if (p->e.p.seen_ms && strcmp(s->exe, p->e.p.exe) != 0 && !p->e.alerted) {
+	if (p->e.p.seen_ms && !s->unchanged && strcmp(s->exe, p->e.p.exe) != 0 && !p->e.alerted) {
 		/* the pid was reused or the process exec'd: start over */
 		memset(p, 0, sizeof(*p));
 	}
@@ -195,6 +195,7 @@ const struct detector detector_crypto_miner = {
 	.keys = keys,
 	.init = init,
 	.on_entry = dproc_table_on_entry,
+	.on_sample = dproc_table_on_sample,
 	.tick = dproc_table_tick,
 	.configure = configure,
 	.fini = dproc_table_free,

@@ -543,10 +543,10 @@ static void on_login(struct agent_ctx *ctx, struct custom *c, const struct rule 
 	raise(ctx, r, s, "a login by a user who is not on the rule's list", e);
 }
 
-static void on_process(struct agent_ctx *ctx, struct custom *c, const struct rule *r, const cJSON *entry)
+static void on_process(struct agent_ctx *ctx, struct custom *c, const struct rule *r, const struct process_sample *p)
 {
-	const char *exe = dfield_str(entry, "Executable");
-	long pid = (long)dfield_num(entry, "ProcessId", 0);
+	const char *exe = p->exe;
+	long pid = p->pid;
 	if (!*exe || pid <= 0)
 		return; /* kernel threads */
 	char path[512], base[256];
@@ -573,18 +573,18 @@ static void on_process(struct agent_ctx *ctx, struct custom *c, const struct rul
 	cJSON *e = cJSON_CreateObject();
 	cJSON_AddNumberToObject(e, "ProcessId", (double)pid);
 	cJSON_AddStringToObject(e, "Executable", exe);
-	cJSON_AddStringToObject(e, "CommandLine", dfield_str(entry, "CommandLine"));
-	cJSON_AddNumberToObject(e, "Uid", dfield_num(entry, "Uid", -1));
+	cJSON_AddStringToObject(e, "CommandLine", p->cmdline);
+	cJSON_AddNumberToObject(e, "Uid", (double)p->uid);
 	raise(ctx, r, s, "a process whose executable is not on the rule's list", e);
 }
 
-static void on_sockets(struct agent_ctx *ctx, struct custom *c, const cJSON *sample)
+static void on_sockets(struct agent_ctx *ctx, struct custom *c, const struct socket_sample *sample)
 {
 	/* Outbound: the local port is not one this host listens on. */
 	struct dnet_ports *listening = calloc(1, sizeof(*listening));
 	long established = 0;
-	size_t nsock;
-	const struct dsock *tab = dsock_table(sample, &nsock);
+	size_t nsock = sample->n;
+	const struct dsock *tab = sample->v;
 	for (size_t k = 0; k < nsock; k++) {
 		struct dsock s = tab[k];
 		if (s.tcp && listening && s.listening)
@@ -647,24 +647,43 @@ static void on_entry(struct agent_ctx *ctx, void *state, const char *event, cons
 	if (!c->nrules)
 		return;
 	follow_clock(ctx, c);
-	bool sockets = strcmp(event, "SocketSample") == 0;
-	bool process = strcmp(event, "ProcessSample") == 0;
-	long long ms = sockets || process ? dsample_ms(ctx, entry) : 0;
-	if (sockets)
-		c->socket_ms = ms;
-	if (process && ms > c->process_ms)
-		c->process_ms = ms;
 	for (int i = 0; i < c->nrules; i++) {
 		struct rule *r = &c->rules[i];
 		if (r->type == R_THRESHOLD && strcmp(r->event, event) == 0)
 			on_threshold(ctx, c, r, entry);
 		else if (r->type == R_USERS && strcmp(event, "Login") == 0)
 			on_login(ctx, c, r, entry);
+	}
+}
+
+static void on_sample(struct agent_ctx *ctx, void *state, const char *kind, const void *sample)
+{
+	struct custom *c = state;
+	if (!c->nrules)
+		return;
+	follow_clock(ctx, c);
+	bool sockets = SAMPLE_IS_SOCKETS(kind);
+	bool process = SAMPLE_IS_PROCESS(kind);
+	const struct socket_sample *ss = sockets ? sample : NULL;
+	const struct process_sample *ps = process ? sample : NULL;
+	long long ms = ss ? ss->sample_ms : ps ? ps->sample_ms : 0;
+	if ((ss || ps) && ms < 0)
+		ms = agent_monotonic_ms(ctx);
+	if (sockets)
+		c->socket_ms = ms;
+	if (process && ms > c->process_ms)
+		c->process_ms = ms;
+	for (int i = 0; i < c->nrules; i++) {
+		struct rule *r = &c->rules[i];
+		const cJSON *entry;
+		/* the JSON form only for a rule over its fields */
+		if (r->type == R_THRESHOLD && strcmp(r->event, kind) == 0 && (entry = agent_sample_json(ctx)))
+			on_threshold(ctx, c, r, entry);
 		else if (r->type == R_PROCESSES && process)
-			on_process(ctx, c, r, entry);
+			on_process(ctx, c, r, ps);
 	}
 	if (sockets)
-		on_sockets(ctx, c, entry);
+		on_sockets(ctx, c, ss);
 }
 
 static void tick(struct agent_ctx *ctx, void *state)
@@ -711,6 +730,7 @@ const struct detector detector_custom = {
 	.keys = keys,
 	.init = init,
 	.on_entry = on_entry,
+	.on_sample = on_sample,
 	.tick = tick,
 	.configure = configure,
 	.fini = fini,

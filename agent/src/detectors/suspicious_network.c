@@ -431,24 +431,21 @@ static const struct conn *find_conn(const struct sn *n, double inode)
 	return NULL;
 }
 
-static void on_process(struct agent_ctx *ctx, struct sn *n, const cJSON *p)
+static void on_process(struct agent_ctx *ctx, struct sn *n, const struct process_sample *s)
 {
-	struct dproc_sample s;
-	dproc_parse(p, &s);
-	long pid = s.pid;
-	long long ms = s.sample_ms >= 0 ? s.sample_ms : agent_monotonic_ms(ctx);
+	long pid = s->pid;
+	long long ms = s->sample_ms >= 0 ? s->sample_ms : agent_monotonic_ms(ctx);
 	if (pid <= 0)
 		return;
 	n->process_ms = ms;
 	struct dproc_info *info = dproc_lookup(&n->pids, pid, true);
 	if (info) {
-		dproc_fill(info, &s);
+		dproc_fill(info, s);
 		info->seen_ms = ms;
 	}
-	const cJSON *std = s.socket_inodes;
-	if (!cJSON_GetArraySize(std))
+	if (!s->nstd)
 		return;
-	if (!dname_in(&n->shell_names, s.exe, s.name))
+	if (!dname_in(&n->shell_names, s->exe, s->name))
 		return;
 	struct shell *sh = dproc_lookup(&n->shells, pid, true);
 	if (!sh)
@@ -456,14 +453,9 @@ static void on_process(struct agent_ctx *ctx, struct sn *n, const cJSON *p)
 	sh->pid = pid;
 	sh->seen_ms = ms;
 	memset(sh->inodes, 0, sizeof(sh->inodes));
-	const cJSON *pair;
-	cJSON_ArrayForEach(pair, std) {
-		if (cJSON_IsArray(pair) && cJSON_GetArraySize(pair) == 2) {
-			double fd = cJSON_GetArrayItem(pair, 0)->valuedouble;
-			if (fd >= 0 && fd <= 2)
-				sh->inodes[(int)fd] = cJSON_GetArrayItem(pair, 1)->valuedouble;
-		}
-	}
+	for (int i = 0; i < s->nstd; i++)
+		if (s->std[i].fd >= 0 && s->std[i].fd <= 2)
+			sh->inodes[s->std[i].fd] = (double)s->std[i].inode;
 }
 
 static void check_shells(struct agent_ctx *ctx, struct sn *n)
@@ -508,14 +500,14 @@ static void check_shells(struct agent_ctx *ctx, struct sn *n)
 
 /* ---- the socket table ---- */
 
-static void on_sockets(struct agent_ctx *ctx, struct sn *n, const cJSON *sample)
+static void on_sockets(struct agent_ctx *ctx, struct sn *n, const struct socket_sample *sample)
 {
-	n->socket_ms = dsample_ms(ctx, sample);
+	n->socket_ms = sample->sample_ms;
 	n->nconns = 0;
 	bool intel = n->threat.len > 0;
 	struct synrecv_table half = { .n = 0 };
-	size_t nsock;
-	const struct dsock *tab = dsock_table(sample, &nsock);
+	size_t nsock = sample->n;
+	const struct dsock *tab = sample->v;
 	for (size_t i = 0; i < nsock; i++) {
 		struct dsock s = tab[i];
 		if (s.tcp && s.state[0] == 'S' && strstr(s.state, "SYN_RECV"))
@@ -536,7 +528,10 @@ static void on_sockets(struct agent_ctx *ctx, struct sn *n, const cJSON *sample)
 			c->lport = s.lport;
 			c->rport = s.rport;
 			c->pid = s.pid;
-			snprintf(c->raddr, sizeof(c->raddr), "%s", s.raddr);
+			/* not snprintf: once per connection per poll */
+			size_t len = strnlen(s.raddr, sizeof(c->raddr) - 1);
+			memcpy(c->raddr, s.raddr, len);
+			c->raddr[len] = 0;
 		}
 	}
 	n->have_baseline = true;
@@ -545,13 +540,16 @@ static void on_sockets(struct agent_ctx *ctx, struct sn *n, const cJSON *sample)
 
 static void on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
 {
-	struct sn *n = state;
-	if (strcmp(event, "SocketSample") == 0)
-		on_sockets(ctx, n, entry);
-	else if (strcmp(event, "ProcessSample") == 0)
-		on_process(ctx, n, entry);
-	else if (strcmp(event, "NetworkCounters") == 0)
-		on_counters(ctx, n, entry);
+	if (event[0] == 'N' && strcmp(event, "NetworkCounters") == 0) /* every entry comes here */
+		on_counters(ctx, state, entry);
+}
+
+static void on_sample(struct agent_ctx *ctx, void *state, const char *kind, const void *sample)
+{
+	if (SAMPLE_IS_PROCESS(kind))
+		on_process(ctx, state, sample);
+	else if (SAMPLE_IS_SOCKETS(kind))
+		on_sockets(ctx, state, sample);
 }
 
 /* End incidents whose listener, scanner or connection was not in the
@@ -594,6 +592,7 @@ const struct detector detector_suspicious_network = {
 	.keys = keys,
 	.init = init,
 	.on_entry = on_entry,
+	.on_sample = on_sample,
 	.tick = tick,
 	.configure = configure,
 	.fini = fini,

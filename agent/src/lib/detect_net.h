@@ -9,6 +9,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "lib/samples.h"
+
 struct dnet_addr {
 	int family;            /* 4 or 6; IPv4-mapped IPv6 is stored as 4 */
 	uint8_t a[16];         /* network order; IPv4 in a[0..3] */
@@ -64,25 +66,5 @@ static inline bool dnet_ports_has(const struct dnet_ports *p, long port)
 
 /* A config `check` for port lists. */
 const char *dnet_check_ports(const cJSON *v);
-
-/* One socket of a SocketSample (or a NetworkActivity entry); the strings
- * point into the entry. */
-struct dsock {
-	const char *proto, *laddr, *raddr, *state;
-	long lport, rport, pid, uid;
-	double inode;
-	bool tcp, udp, raw;
-	bool listening;   /* dsock_listening(), worked out once */
-	bool remote;      /* dsock_remote(), worked out once */
-};
-void dsock_from(const cJSON *o, struct dsock *s);
-/* A TCP listener or an unconnected bound UDP socket. */
-bool dsock_listening(const struct dsock *s);
-/* Every socket of a SocketSample, parsed once however many detectors ask
- * (the table is kept for the sample being dispatched), with `listening`
- * and `remote` filled in; NULL when it has none. */
-const struct dsock *dsock_table(const cJSON *sample, size_t *n);
-/* Connected to (or connecting to) a peer that is not this host. */
-bool dsock_remote(const struct dsock *s);
 
 #endif

@@ -7,98 +7,6 @@
 #include "core/agent.h"
 #include "lib/detect_util.h"
 
-static void parse(const cJSON *entry, struct dproc_sample *s, int *ms_index);
-
-void dproc_parse(const cJSON *entry, struct dproc_sample *s)
-{
-	/* Each sample goes to every process detector in turn: parse it once.
-	 * The collector makes one sample per process per poll, so entry, pid
-	 * and time together name one live sample. */
-	static struct {
-		const cJSON *entry;
-		int ms_index;           /* position of SampleTimeMs among the fields */
-		struct dproc_sample s;
-	} last;
-	if (last.entry == entry && last.ms_index >= 0) {
-		const cJSON *f = entry->child;
-		for (int i = 0; f && i < last.ms_index; i++)
-			f = f->next;
-		const cJSON *pid = cJSON_GetObjectItemCaseSensitive(entry, "ProcessId");
-		if (f && cJSON_IsNumber(f) && f->string && strcmp(f->string, "SampleTimeMs") == 0 &&
-		    (long long)f->valuedouble == last.s.sample_ms && cJSON_IsNumber(pid) &&
-		    (long)pid->valuedouble == last.s.pid) {
-			*s = last.s;
-			return;
-		}
-	}
-	parse(entry, s, &last.ms_index);
-	last.entry = entry;
-	last.s = *s;
-}
-
-static void parse(const cJSON *entry, struct dproc_sample *s, int *ms_index)
-{
-	memset(s, 0, sizeof(*s));
-	*ms_index = -1;
-	int index = -1;
-	s->name = s->exe = s->cmdline = "";
-	s->uid = -1;
-	s->clock_ticks = 100;
-	s->sample_ms = -1;
-	const cJSON *f;
-	cJSON_ArrayForEach(f, entry) {
-		const char *k = f->string;
-		index++;
-		if (!k)
-			continue;
-		/* Dispatch on the first letter before comparing whole names. */
-		switch (k[0]) {
-		case 'P':
-			if (cJSON_IsNumber(f) && strcmp(k, "ProcessId") == 0)
-				s->pid = (long)f->valuedouble;
-			break;
-		case 'U':
-			if (cJSON_IsNumber(f) && strcmp(k, "Uid") == 0)
-				s->uid = (long)f->valuedouble;
-			break;
-		case 'N':
-			if (cJSON_IsString(f) && strcmp(k, "Name") == 0)
-				s->name = f->valuestring;
-			break;
-		case 'E':
-			if (cJSON_IsString(f) && strcmp(k, "Executable") == 0)
-				s->exe = f->valuestring;
-			else if (strcmp(k, "ExecutableDeleted") == 0)
-				s->deleted |= cJSON_IsTrue(f);
-			break;
-		case 'C':
-			if (cJSON_IsString(f) && strcmp(k, "CommandLine") == 0)
-				s->cmdline = f->valuestring;
-			else if (cJSON_IsNumber(f) && strcmp(k, "CpuTicks") == 0)
-				s->cpu_ticks = f->valuedouble;
-			else if (cJSON_IsNumber(f) && strcmp(k, "ClockTicks") == 0)
-				s->clock_ticks = f->valuedouble;
-			break;
-		case 'S':
-			if (cJSON_IsNumber(f) && strcmp(k, "SampleTimeMs") == 0) {
-				s->sample_ms = (long long)f->valuedouble;
-				*ms_index = index;
-			}
-			else if (strcmp(k, "SocketInodes") == 0)
-				s->socket_inodes = f;
-			break;
-		case 'F':
-			if (strcmp(k, "FdTargets") == 0)
-				s->fd_targets = f;
-			break;
-		default:
-			break;
-		}
-	}
-	if (strstr(s->exe, " (deleted)"))
-		s->deleted = true;
-}
-
 /* Copies src into dst (of size n) unless it already holds it; returns
  * whether it changed. Samples repeat the same text every poll. */
 static bool update(char *dst, size_t n, const char *src)
@@ -109,11 +17,13 @@ static bool update(char *dst, size_t n, const char *src)
 	return true;
 }
 
-bool dproc_fill(struct dproc_info *p, const struct dproc_sample *s)
+bool dproc_fill(struct dproc_info *p, const struct process_sample *s)
 {
 	p->pid = s->pid;
 	p->uid = s->uid;
 	p->deleted = s->deleted;
+	if (s->unchanged && p->seen_ms)
+		return false; /* filled from this process's previous sample */
 	bool changed = update(p->exe, sizeof(p->exe), s->exe);
 	if (*s->name)
 		changed |= update(p->name, sizeof(p->name), s->name);
@@ -156,9 +66,7 @@ void *dproc_lookup(struct dlru *m, long pid, bool create)
 	while ((v /= 10) != 0);
 	if (pid < 0)
 		*--k = '-';
-	key[0] = 0;
-	memmove(key, k, strlen(k) + 1);
-	return create ? dlru_get(m, key, true, NULL) : dlru_peek(m, key);
+	return create ? dlru_get(m, k, true, NULL) : dlru_peek(m, k);
 }
 
 void dproc_end(struct agent_ctx *ctx, const char *name, long pid)
@@ -205,19 +113,23 @@ static void end_incident(struct agent_ctx *ctx, struct dproc_table *t, struct dp
 	dlru_remove(&t->procs, e);
 }
 
+void dproc_table_on_sample(struct agent_ctx *ctx, void *state, const char *kind, const void *sample)
+{
+	struct dproc_table *t = state;
+	if (SAMPLE_IS_PROCESS(kind)) {
+		t->ops->sample(ctx, state, sample);
+	} else if (SAMPLE_IS_SOCKETS(kind)) {
+		const struct socket_sample *ss = sample;
+		t->socket_ms = ss->sample_ms;
+		t->ops->sockets(ctx, state, ss->v, ss->n);
+	}
+}
+
 void dproc_table_on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry)
 {
 	struct dproc_table *t = state;
-	if (strcmp(event, "ProcessSample") == 0) {
-		struct dproc_sample s;
-		dproc_parse(entry, &s);
-		t->ops->sample(ctx, state, &s);
-	} else if (strcmp(event, "SocketSample") == 0) {
-		t->socket_ms = dsample_ms(ctx, entry);
-		size_t n;
-		const struct dsock *tab = dsock_table(entry, &n);
-		t->ops->sockets(ctx, state, tab, n);
-	} else if (strcmp(event, "Process") == 0 && strcmp(dfield_str(entry, "EventType"), "Exit") == 0) {
+	/* every entry of every collector comes here: the first letter first */
+	if (event[0] == 'P' && strcmp(event, "Process") == 0 && strcmp(dfield_str(entry, "EventType"), "Exit") == 0) {
 		struct dproc_entry *e = dproc_lookup(&t->procs, (long)dfield_num(entry, "ProcessId", 0), false);
 		if (e)
 			end_incident(ctx, t, e);
@@ -238,7 +150,7 @@ void dproc_table_tick(struct agent_ctx *ctx, void *state)
 }
 
 bool dproc_table_fill(struct agent_ctx *ctx, struct dproc_table *t, struct dproc_entry *e,
-		      const struct dproc_sample *s)
+		      const struct process_sample *s)
 {
 	bool changed = dproc_fill(&e->p, s);
 	e->p.seen_ms = s->sample_ms >= 0 ? s->sample_ms : agent_monotonic_ms(ctx);

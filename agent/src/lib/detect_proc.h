@@ -21,21 +21,9 @@ struct dproc_info {
 	char cmdline[512];
 };
 
-/* The fields of one ProcessSample (or Process) entry, read in one pass:
- * every detector that watches processes reads every sample of every poll.
- * The strings point into the entry. */
-struct dproc_sample {
-	long pid, uid;
-	const char *name, *exe, *cmdline;
-	bool deleted;
-	double cpu_ticks, clock_ticks;
-	long long sample_ms;          /* -1 when absent */
-	const cJSON *socket_inodes, *fd_targets;
-};
-void dproc_parse(const cJSON *entry, struct dproc_sample *s);
 /* Copy the identity fields; returns whether the name, executable or
  * command line changed. */
-bool dproc_fill(struct dproc_info *p, const struct dproc_sample *s);
+bool dproc_fill(struct dproc_info *p, const struct process_sample *s);
 /* ProcessId, Executable, Name, CommandLine, Uid into evidence. */
 void dproc_evidence(cJSON *e, const struct dproc_info *p);
 /* The executable lies where attackers drop binaries (/tmp, /var/tmp,
@@ -61,7 +49,7 @@ struct dproc_entry {
 struct dproc_ops {
 	struct alert kind;            /* what it raises (see dalert) */
 	size_t state_size, entry_size;
-	void (*sample)(struct agent_ctx *ctx, void *state, const struct dproc_sample *s);
+	void (*sample)(struct agent_ctx *ctx, void *state, const struct process_sample *s);
 	void (*sockets)(struct agent_ctx *ctx, void *state, const struct dsock *tab, size_t n);
 	/* an entry that was sampled, still runs and has no open incident */
 	void (*evaluate)(struct agent_ctx *ctx, void *state, void *entry);
@@ -77,10 +65,11 @@ struct dproc_table {
 void *dproc_table_new(struct agent_ctx *ctx, const struct dproc_ops *ops);
 void dproc_table_free(void *state);
 void dproc_table_on_entry(struct agent_ctx *ctx, void *state, const char *event, const cJSON *entry);
+void dproc_table_on_sample(struct agent_ctx *ctx, void *state, const char *kind, const void *sample);
 void dproc_table_tick(struct agent_ctx *ctx, void *state);
 /* dproc_fill, and the sample's time as e's and the table's latest. */
 bool dproc_table_fill(struct agent_ctx *ctx, struct dproc_table *t, struct dproc_entry *e,
-		      const struct dproc_sample *s);
+		      const struct process_sample *s);
 /* Open e's incident. */
 void dproc_table_alert(struct agent_ctx *ctx, struct dproc_table *t, struct dproc_entry *e, const char *severity,
 		       const char *description, cJSON *evidence);

@@ -106,6 +106,12 @@ bool dlist_has(const struct dlist *l, const char *item)
 	return false;
 }
 
+static int plain_match(const char *pattern, const char *s, int flags)
+{
+	(void)flags;
+	return strcmp(pattern, s);
+}
+
 bool dname_in(const struct dlist *l, const char *exe, const char *name)
 {
 	const char *const *items = l->items;
@@ -114,10 +120,12 @@ bool dname_in(const struct dlist *l, const char *exe, const char *name)
 	dbasename(exe ? exe : "", base, sizeof(base));
 	for (size_t i = 0; i < n; i++) {
 		const char *p = items[i];
+		/* most items are plain names: strcmp is fnmatch's answer for them */
+		int (*match)(const char *, const char *, int) = strpbrk(p, "*?[\\") ? fnmatch : plain_match;
 		if (strchr(p, '/')) {
-			if (exe && fnmatch(p, exe, 0) == 0)
+			if (exe && match(p, exe, 0) == 0)
 				return true;
-		} else if ((*base && fnmatch(p, base, 0) == 0) || (name && *name && fnmatch(p, name, 0) == 0)) {
+		} else if ((*base && match(p, base, 0) == 0) || (name && *name && match(p, name, 0) == 0)) {
 			return true;
 		}
 	}

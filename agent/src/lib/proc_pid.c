@@ -5,6 +5,7 @@
  * anything. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,12 +293,18 @@ int proc_pid_fds_at(int dfd, const char *path, bool (*cb)(int fd, const char *ta
 
 unsigned long proc_socket_inode(const char *target)
 {
-	if (strncmp(target, "socket:[", 8) != 0)
+	/* by hand, not strtoul: every fd of every process on every poll */
+	if (target[0] != 's' || strncmp(target, "socket:[", 8) != 0)
 		return 0;
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(target + 8, &end, 10);
-	if (end == target + 8 || errno || *end != ']' || end[1])
+	const char *d = target + 8;
+	unsigned long v = 0;
+	for (; *d >= '0' && *d <= '9'; d++) {
+		unsigned long digit = (unsigned long)(*d - '0');
+		if (v > (ULONG_MAX - digit) / 10)
+			return 0;
+		v = v * 10 + digit;
+	}
+	if (d == target + 8 || *d != ']' || d[1])
 		return 0;
 	return v;
 }

@@ -459,11 +459,19 @@ void procnet_owners_find(struct agent_ctx *ctx, const struct procnet_list *wante
 
 int procnet_owner(const struct procnet_owners *o, unsigned long inode)
 {
-	if (!inode || !o->len)
-		return 0;
-	struct procnet_owner key = { inode, 0 };
-	const struct procnet_owner *hit = bsearch(&key, o->v, o->len, sizeof(key), cmp_owner);
-	return hit ? hit->pid : 0;
+	/* not bsearch: asked for every socket of every SocketSample, and the
+	 * comparison through a function pointer cost more than the search */
+	size_t lo = 0, hi = inode ? o->len : 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (o->v[mid].inode == inode)
+			return o->v[mid].pid;
+		if (o->v[mid].inode < inode)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
 }
 
 const char *procnet_owner_exe(struct agent_ctx *ctx, struct procnet_owners *o, int pid)
